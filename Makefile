@@ -1,0 +1,44 @@
+# The single entry point. Every target bootstraps the virtual environment from the lock file.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
+
+export DBT_SEND_ANONYMOUS_USAGE_STATS := false
+export DBT_VERSION_CHECK := false
+export DBT_PROFILES_DIR := $(CURDIR)/profiles
+export DATAOPS_HOME ?= $(CURDIR)/.dataops
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+
+.PHONY: help install run test test-fast bench lock clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): requirements.lock pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check uv==0.13.9
+	$(BIN)/uv pip install -q --python $(BIN)/python -r requirements.lock
+	$(BIN)/uv pip install -q --python $(BIN)/python --no-deps -e .
+	rm -f $(VENV)/.installed-* && touch $@
+
+install: $(STAMP)  ## create .venv from requirements.lock
+
+run: $(STAMP)  ## generate sample data if missing, ingest new files, dbt build, print a summary
+	$(BIN)/dataops run
+
+test: $(STAMP)  ## the whole test suite (slow end-to-end tests included)
+	$(BIN)/pytest
+
+test-fast: $(STAMP)  ## the tests not marked slow
+	$(BIN)/pytest -m "not slow"
+
+bench: $(STAMP)  ## benchmarks that print figures (see bench/README.md)
+	$(BIN)/python bench/bench_main.py
+
+lock:  ## re-resolve requirements.lock from pyproject.toml
+	$(BIN)/uv pip compile --python $(BIN)/python pyproject.toml --all-extras -o requirements.lock
+
+clean:  ## remove generated data, warehouses and dbt artefacts (keeps .venv)
+	rm -rf .dataops landing target logs dbt_packages
