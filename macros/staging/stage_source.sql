@@ -1,0 +1,81 @@
+{#-
+    Generate a staging model from the source registry: one call per staging model,
+        {{ stage_source('shop', 'orders') }}
+    It renames and casts the declared columns, trims strings (empty becomes null), hashes PII
+    columns, keeps the lineage columns, deduplicates to the latest record per primary key
+    (by meta.dedupe.latest_by, then by load time) and adds declared derived columns.
+-#}
+{% macro stage_source(source_name, table_name) -%}
+    {{ return(adapter.dispatch('stage_source', 'dataops')(source_name, table_name)) }}
+{%- endmacro %}
+
+{% macro default__stage_source(source_name, table_name) -%}
+{#- source() runs at parse time too, so dbt records the lineage edge. -#}
+{%- set source_relation = source(source_name, table_name) -%}
+{%- if not execute -%}
+select 1 as _not_compiled
+{%- else -%}
+{%- set decl = source_declaration(source_name, table_name) -%}
+{%- set lineage_columns = ['_file_name', '_file_hash', '_batch_id', '_loaded_at'] -%}
+{%- set order_by = [] -%}
+{%- if decl.latest_by -%}
+    {%- do order_by.append(adapter.quote(decl.latest_by) ~ ' desc') -%}
+{%- endif -%}
+{%- do order_by.extend(['_loaded_at desc', '_file_name desc']) -%}
+
+with
+
+source as (
+
+    select * from {{ source_relation }}
+
+),
+
+renamed as (
+
+    select
+        {%- for column in decl.columns %}
+        {{ staging_column_expression(column) }} as {{ adapter.quote(column.staged_name) }},
+        {%- endfor %}
+        {%- for name in lineage_columns %}
+        {{ name }}{{ ',' if not loop.last }}
+        {%- endfor %}
+
+    from source
+
+),
+
+ranked as (
+
+    select
+        *,
+        row_number() over (
+            partition by {{ adapter.quote(decl.primary_key) }}
+            order by {{ order_by | join(', ') }}
+        ) as _record_rank
+
+    from renamed
+
+),
+
+final as (
+
+    select
+        {%- for column in decl.columns %}
+        {{ adapter.quote(column.staged_name) }},
+        {%- endfor %}
+        {%- for item in decl.derived %}
+        cast({{ item.expression }} as {{ item.data_type }}) as {{ adapter.quote(item.name) }},
+        {%- endfor %}
+        {%- for name in lineage_columns %}
+        {{ name }}{{ ',' if not loop.last }}
+        {%- endfor %}
+
+    from ranked
+    where _record_rank = 1
+
+)
+
+select * from final
+{%- endif -%}
+{%- endmacro %}
