@@ -1,0 +1,1 @@
+"""DataOps platform: ingestion, dbt orchestration and observability around one dbt project."""
