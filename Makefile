@@ -11,7 +11,7 @@ export DBT_PROFILES_DIR := $(CURDIR)/profiles
 export DATAOPS_HOME ?= $(CURDIR)/.dataops
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: help install run test test-fast bench lock clean
+.PHONY: help install system-deps run test test-fast bench lock clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -25,10 +25,20 @@ $(STAMP): requirements.lock pyproject.toml
 
 install: $(STAMP)  ## create .venv from requirements.lock
 
+system-deps:  ## install the Debian packages listed in system-packages.txt (as root, when missing)
+	@pkgs=$$(sed 's/#.*//' system-packages.txt | xargs); \
+	missing=$$(for p in $$pkgs; do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done | xargs); \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing $$missing"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing) >/dev/null; \
+	  else echo "missing Debian packages: $$missing (run: sudo make system-deps)"; exit 1; fi; \
+	fi
+
 run: $(STAMP)  ## generate sample data if missing, ingest new files, dbt build, print a summary
 	$(BIN)/dataops run
 
-test: $(STAMP)  ## the whole test suite (slow end-to-end tests included)
+test: $(STAMP) system-deps  ## the whole test suite (slow end-to-end tests included)
 	$(BIN)/pytest
 
 test-fast: $(STAMP)  ## the tests not marked slow

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import duckdb
 
+from orchestration import events
 from orchestration.ingestion import ledger
 from orchestration.registry import SourceTable
 
@@ -125,6 +126,17 @@ def load_file(
             started_at=started_at,
             finished_at=datetime.now(UTC).replace(tzinfo=None),
         )
+        events.record_event(
+            con,
+            "file.loaded",
+            status="success",
+            source_name=table.source,
+            table_name=table.name,
+            file_name=path.name,
+            file_hash=file_hash,
+            batch_id=batch_id,
+            details={"rows": rows, "path": str(path)},
+        )
         con.execute("commit")
     except Exception:
         con.execute("rollback")
@@ -144,6 +156,7 @@ def ingest(
     warehouse_path.parent.mkdir(parents=True, exist_ok=True)
     with duckdb.connect(str(warehouse_path)) as con:
         ledger.ensure_ledger(con)
+        events.ensure_events(con)
         for table in tables:
             outcome = summary.tables.setdefault(table.key, TableOutcome(key=table.key))
             known = ledger.known_hashes(con, table.source, table.name)
@@ -172,6 +185,17 @@ def ingest(
                         batch_id=batch_id,
                         started_at=now,
                         finished_at=now,
+                    )
+                    events.record_event(
+                        con,
+                        "file.failed",
+                        status="error",
+                        source_name=table.source,
+                        table_name=table.name,
+                        file_name=path.name,
+                        file_hash=file_hash,
+                        batch_id=batch_id,
+                        message=str(error),
                     )
                 else:
                     outcome.files_loaded += 1
