@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from orchestration.registry import SourceTable, load_registry
+from orchestration.registry import CAST_FAILURES_COLUMN, SourceTable, load_registry
 from orchestration.settings import PROJECT_DIR
 
 HEADER = (
@@ -45,6 +45,28 @@ def _column_tests(table: SourceTable, column_name: str) -> list:
     return tests
 
 
+def _cast_failures_column(table: SourceTable) -> dict:
+    """The per-row count of values that did not convert, and the warn-level test that reports them."""
+    names = ", ".join(c.staged_name for c in table.columns if table.column_safe_cast(c))
+    return {
+        "name": CAST_FAILURES_COLUMN,
+        "data_type": "integer",
+        "description": (
+            f"Number of values in this row that did not convert to their declared type ({names}); "
+            "those values are null in the staged row; a warn-level test reports such rows."
+        ),
+    }
+
+
+# Rows with values that failed a safe cast: the build warns with their count, it does not fail.
+CAST_FAILURES_TEST = {
+    "expression_is_true": {
+        "arguments": {"expression": f"{CAST_FAILURES_COLUMN} = 0"},
+        "config": {"severity": "warn"},
+    }
+}
+
+
 def models_yaml(source: str, tables: list[SourceTable]) -> str:
     models = []
     for table in tables:
@@ -62,11 +84,20 @@ def models_yaml(source: str, tables: list[SourceTable]) -> str:
             columns.append(
                 {"name": derived.name, "data_type": derived.data_type, "description": derived.description}
             )
+        if table.has_safe_casts:
+            columns.append(_cast_failures_column(table))
         description = (
             f"One row per {table.primary_key}: {table.description.rstrip('.')}. "
             f"Staged from source {table.key} (latest record per key)."
         )
-        models.append({"name": table.staging_model, "description": description, "columns": columns})
+        model = {"name": table.staging_model, "description": description}
+        if table.monitors:
+            # The observability layer reads the monitors from the staging model's meta too.
+            model["config"] = {"meta": {"monitors": table.monitors.model_dump()}}
+        if table.has_safe_casts:
+            model["data_tests"] = [CAST_FAILURES_TEST]
+        model["columns"] = columns
+        models.append(model)
     body = yaml.safe_dump(
         {"version": 2, "models": models}, sort_keys=False, width=100, allow_unicode=True
     )

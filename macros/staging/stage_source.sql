@@ -1,9 +1,11 @@
 {#-
     Generate a staging model from the source registry: one call per staging model,
         {{ stage_source('shop', 'orders') }}
-    It renames and casts the declared columns, trims strings (empty becomes null), hashes PII
-    columns, keeps the lineage columns, deduplicates to the latest record per primary key
-    (by meta.dedupe.latest_by, then by load time) and adds declared derived columns.
+    It stages each declared column (staging_column_expression: expression, trim, case, coded
+    values, cast or safe cast, UTC conversion, PII hash, rename), counts the values that failed a
+    safe cast per row (`_cast_failures`, only when a column asks for a safe cast), keeps the lineage
+    columns, deduplicates to the latest record per primary key (by meta.dedupe.latest_by, then by
+    load time) and adds declared derived columns.
 -#}
 {% macro stage_source(source_name, table_name) -%}
     {{ return(adapter.dispatch('stage_source', 'dataops')(source_name, table_name)) }}
@@ -17,6 +19,9 @@ select 1 as _not_compiled
 {%- else -%}
 {%- set decl = source_declaration(source_name, table_name) -%}
 {%- set lineage_columns = ['_file_name', '_file_hash', '_batch_id', '_loaded_at'] -%}
+{%- if decl.has_safe_casts -%}
+    {%- do lineage_columns.insert(0, '_cast_failures') -%}
+{%- endif -%}
 {%- set order_by = [] -%}
 {%- if decl.latest_by -%}
     {%- do order_by.append(adapter.quote(decl.latest_by) ~ ' desc') -%}
@@ -37,7 +42,13 @@ renamed as (
         {%- for column in decl.columns %}
         {{ staging_column_expression(column) }} as {{ adapter.quote(column.staged_name) }},
         {%- endfor %}
-        {%- for name in lineage_columns %}
+        {%- if decl.has_safe_casts %}
+        {% for column in decl.columns | selectattr('safe_cast') -%}
+        {{ staging_cast_failure(column) }}{{ ' +' if not loop.last }}
+        {% endfor -%}
+        as _cast_failures,
+        {%- endif %}
+        {%- for name in lineage_columns if name != '_cast_failures' %}
         {{ name }}{{ ',' if not loop.last }}
         {%- endfor %}
 
