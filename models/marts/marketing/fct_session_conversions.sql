@@ -60,7 +60,9 @@ final as (
         cast(coalesce(attributed_orders.order_count, 0) as integer) as order_count,
         cast(coalesce(attributed_orders.order_amount, 0) as decimal(18, 2)) as order_amount,
         cast(
-            {{ dbt.datediff('sessions.started_at', 'attributed_orders.first_ordered_at', 'minute') }}
+            {{ dbt.datediff(
+                'sessions.started_at', 'attributed_orders.first_ordered_at', 'minute'
+            ) }}
             as integer
         ) as minutes_to_order,
         attributed_orders.session_id is not null as is_converted,
