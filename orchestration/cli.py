@@ -7,7 +7,7 @@ import sys
 import time
 from collections.abc import Sequence
 
-from orchestration import staging_sync
+from orchestration import onboarding, staging_sync
 from orchestration.dbt_cli import DbtOutcome, dbt_args, run_dbt
 from orchestration.ingestion.loader import IngestionSummary, ingest
 from orchestration.project_rules.commands import add_lint_commands
@@ -140,6 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     sync = sources_commands.add_parser("sync", help="write the staging models and their YAML")
     sync.add_argument("--check", action="store_true", help="fail when files and declarations differ")
     sync.set_defaults(func=cmd_sources)
+    onboarding.add_parser(sources_commands)  # sources add <name> --sample <file>
     add_lint_commands(commands)  # lint sql|rules
     return parser
 

@@ -48,6 +48,8 @@ FORMAT_EXTENSIONS = {
 LINEAGE_COLUMNS = ("_file_name", "_file_hash", "_batch_id", "_loaded_at")
 CAST_FAILURES_COLUMN = "_cast_failures"
 COLUMN_METRICS = ("null_rate", "distinct_count", "min", "max", "mean")
+NUMERIC_METRICS = ("min", "max", "mean")
+NUMERIC_TYPE = re.compile(r"(tinyint|smallint|integer|int|bigint|hugeint|decimal|numeric|double|float|real)")
 
 
 class DeclarationError(ValueError):
@@ -103,7 +105,7 @@ def _expression(value: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ValueError(f"{value!r} is not an expression: expected a SQL expression")
     # Blank out quoted literals and identifiers before looking for forbidden tokens.
-    outside = re.sub(r"'[^']*'|\"[^\"]*\"", "''", value)
+    outside = re.sub(r"'[^']*'|\"[^\"]*\"", " 0 ", value)
     if "'" in outside or '"' in outside:
         raise ValueError(f"{value!r} has an unterminated quote: expected one SQL expression")
     if found := EXPRESSION_FORBIDDEN.search(outside):
@@ -373,6 +375,7 @@ class SourceMeta(BaseModel):
     owner: str | None = None
     landing: Landing
     timezone: str | None = None
+    monitors: Monitors | None = Field(None, description="default for tables without their own")
 
     _check_timezone = field_validator("timezone")(classmethod(lambda cls, v: _timezone(v)))
 
@@ -537,14 +540,24 @@ def _parse_table(
                 path, f"{where}.config.meta.{key}",
                 f"{value!r} is not a staged column: expected one of {staged}",
             )
-    if table_meta.monitors:
-        known = staged + [d.name for d in table_meta.derived]
-        for name in table_meta.monitors.columns:
-            if name not in known:
+    monitors = table_meta.monitors or source_meta.monitors
+    if monitors:
+        types = {c.staged_name: c.data_type for c in columns}
+        types.update({d.name: d.data_type for d in table_meta.derived})
+        for name, metrics in monitors.columns.items():
+            if name not in types:
                 raise _fail(
                     path, f"{where}.config.meta.monitors.columns.{name}",
-                    f"{name!r} is not a staged column: expected one of {known}",
+                    f"{name!r} is not a staged column: expected one of {list(types)}",
                 )
+            numeric = NUMERIC_TYPE.match(types[name].lower())
+            for metric in metrics:
+                if metric in NUMERIC_METRICS and not numeric:
+                    raise _fail(
+                        path, f"{where}.config.meta.monitors.columns.{name}",
+                        f"metric {metric!r} on data_type {types[name]!r}: expected a numeric "
+                        f"column (or one of {[m for m in COLUMN_METRICS if m not in NUMERIC_METRICS]})",
+                    )
     loaded_at_field = table_config.loaded_at_field or source_config.loaded_at_field
     if loaded_at_field and loaded_at_field not in LINEAGE_COLUMNS + tuple(c.name for c in columns):
         raise _fail(
@@ -564,7 +577,7 @@ def _parse_table(
         declared_in=path,
         safe_cast=table_meta.safe_cast,
         timezone=table_meta.timezone or source_meta.timezone,
-        monitors=table_meta.monitors,
+        monitors=monitors,
         freshness=table_config.freshness or source_config.freshness,
         loaded_at_field=loaded_at_field,
     )

@@ -91,9 +91,6 @@ def models_yaml(source: str, tables: list[SourceTable]) -> str:
             f"Staged from source {table.key} (latest record per key)."
         )
         model = {"name": table.staging_model, "description": description}
-        if table.monitors:
-            # The observability layer reads the monitors from the staging model's meta too.
-            model["config"] = {"meta": {"monitors": table.monitors.model_dump()}}
         if table.has_safe_casts:
             model["data_tests"] = [CAST_FAILURES_TEST]
         model["columns"] = columns

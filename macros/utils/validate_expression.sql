@@ -7,7 +7,7 @@
         {{ exceptions.raise_compiler_error(where ~ ": expression is missing: expected a SQL expression.") }}
     {%- endif -%}
     {%- set re = modules.re -%}
-    {%- set outside = re.sub("'[^']*'|\"[^\"]*\"", "''", expression) -%}
+    {%- set outside = re.sub("'[^']*'|\"[^\"]*\"", " 0 ", expression) -%}
     {%- set forbidden = re.search(
         ";|--|/\\*|\\*/|\\b(select|insert|update|delete|merge|drop|create|alter|truncate|attach|"
         ~ "detach|copy|pragma|call|grant|revoke|install|load|export|import|set|with)\\b",
