@@ -1,0 +1,106 @@
+{#-
+    on-run-start: create the platform tables, apply retention, record `dbt.invocation_started`
+    and measure the monitored source tables (before any test reads the metric history).
+-#}
+{% macro dataops_on_run_start() -%}
+    {%- if not execute -%}{{ return('') }}{%- endif -%}
+    {%- set sources = [] -%}
+    {%- for spec in dataops_monitored_tables() if spec.kind == 'source' -%}
+        {%- do sources.append(spec) -%}
+    {%- endfor -%}
+{{ dataops_platform_tables() }}
+{{ dataops_apply_retention() }}
+insert into platform.events (
+    event_id, event_type, occurred_at, status, dbt_invocation_id, dagster_run_id, message, details
+) values (
+    '{{ invocation_id }}:started', 'dbt.invocation_started',
+    cast('{{ run_started_at.strftime("%Y-%m-%d %H:%M:%S.%f") }}' as timestamp), 'started',
+    '{{ invocation_id }}', {{ dataops_literal(env_var('DAGSTER_RUN_ID', '') or none) }},
+    {{ dataops_literal('dbt ' ~ flags.WHICH) }},
+    {{ dataops_literal(tojson({'command': flags.WHICH, 'target': target.name,
+        'selector': invocation_args_dict.get('select'), 'as_of': var('dataops_as_of', none)})) }}
+);
+{{ dataops_collect_metrics(sources) }}
+{%- endmacro %}
+
+
+{#-
+    on-run-end: one insert of every node result (model, seed, snapshot, test, unit test) and
+    `dbt.invocation_ended`; one `anomaly.detected` event per row an anomaly test stored; then
+    measure the monitored models, which this invocation may have rebuilt.
+-#}
+{% macro dataops_on_run_end(results) -%}
+    {%- if not execute -%}{{ return('') }}{%- endif -%}
+    {%- set dagster_run_id = dataops_literal(env_var('DAGSTER_RUN_ID', '') or none) -%}
+    {%- set now = modules.datetime.datetime.utcnow().strftime('%Y-%m-%d %H:%M:%S.%f') -%}
+    {%- set rows = [] -%}
+    {%- set anomalies = [] -%}
+    {%- set counts = {} -%}
+    {%- for result in results -%}
+        {%- set node = result.node -%}
+        {%- set status = result.status | string -%}
+        {%- do counts.update({status: counts.get(status, 0) + 1}) -%}
+        {%- set attached = graph.nodes.get(node.attached_node) or graph.sources.get(node.attached_node)
+            if node.resource_type == 'test' and node.attached_node else none -%}
+        {%- set subject = attached or node -%}
+        {%- set completed = (result.timing | map(attribute='completed_at') | select | list) -%}
+        {%- set occurred = completed[-1].strftime('%Y-%m-%d %H:%M:%S.%f') if completed else now -%}
+        {%- set details = {
+            'resource_type': node.resource_type | string,
+            'name': node.name,
+            'execution_time_s': result.execution_time,
+            'rows_affected': (result.adapter_response or {}).get('rows_affected'),
+            'failures': result.failures,
+            'relation': node.relation_name,
+            'tested_node_id': attached.unique_id if attached else none,
+            'test_name': node.test_metadata.name if node.resource_type == 'test' and node.test_metadata else none,
+        } -%}
+        {%- do rows.append("(" ~ dataops_literal(invocation_id ~ ':' ~ node.unique_id) ~ ", 'dbt.node_result', "
+            ~ "cast('" ~ occurred ~ "' as timestamp), " ~ dataops_literal(status) ~ ", "
+            ~ dataops_literal(subject.source_name if subject.resource_type == 'source' else none) ~ ", "
+            ~ dataops_literal(subject.name) ~ ", '" ~ invocation_id ~ "', "
+            ~ dataops_literal(node.unique_id) ~ ", " ~ dagster_run_id ~ ", "
+            ~ dataops_literal(result.message) ~ ", " ~ dataops_literal(tojson(details)) ~ ")") -%}
+        {%- if node.resource_type == 'test' and status in ('fail', 'warn') and node.relation_name
+              and node.test_metadata and node.test_metadata.name in dataops_anomaly_test_names() -%}
+            {%- do anomalies.append((node, status)) -%}
+        {%- endif -%}
+    {%- endfor -%}
+    {%- do rows.append("('" ~ invocation_id ~ ":ended', 'dbt.invocation_ended', cast('" ~ now
+        ~ "' as timestamp), " ~ dataops_literal('error' if counts.get('error') or counts.get('fail') else 'success')
+        ~ ", null, null, '" ~ invocation_id ~ "', null, " ~ dagster_run_id ~ ", "
+        ~ dataops_literal('dbt ' ~ flags.WHICH ~ ': ' ~ results | length ~ ' nodes') ~ ", "
+        ~ dataops_literal(tojson({'statuses': counts, 'target': target.name})) ~ ")") -%}
+{{ dataops_platform_tables() }}
+insert into platform.events (
+    event_id, event_type, occurred_at, status, source_name, table_name, dbt_invocation_id, node_id,
+    dagster_run_id, message, details
+) values
+{{ rows | join(",\n") }};
+{% for node, status in anomalies -%}
+insert into platform.events (
+    event_id, event_type, occurred_at, status, source_name, table_name, batch_id, file_hash,
+    dbt_invocation_id, node_id, dagster_run_id, message, details
+)
+select
+    '{{ invocation_id }}:{{ node.unique_id }}:' || cast(row_number() over () as varchar),
+    'anomaly.detected', cast('{{ now }}' as timestamp), {{ dataops_literal(status) }},
+    source_name, table_name, batch_id, file_hash, '{{ invocation_id }}', {{ dataops_literal(node.unique_id) }},
+    {{ dagster_run_id }}, reason,
+    to_json({'monitor': {{ dataops_literal(node.test_metadata.name) }}, 'monitored_node_id': node_id,
+        'column_name': column_name, 'metric_name': metric_name, 'metric_value': metric_value,
+        'expected': expected_value, 'tolerance': tolerance, 'measured_at': measured_at})::varchar
+from {{ node.relation_name }};
+{% endfor -%}
+{%- set models = [] -%}
+{%- for spec in dataops_monitored_tables() if spec.kind == 'model' -%}
+    {%- do models.append(spec) -%}
+{%- endfor -%}
+{{ dataops_collect_metrics(models) }}
+{%- endmacro %}
+
+
+{% macro dataops_anomaly_test_names() -%}
+    {{ return(['volume_anomaly', 'freshness_anomaly', 'null_rate_anomaly',
+               'distribution_anomaly', 'schema_change']) }}
+{%- endmacro %}

@@ -1,0 +1,127 @@
+{#-
+    Every monitored table of the project, read from the `monitors` block of the declarations in
+    the graph: a source table's `config.meta.monitors` (in its sources YAML; a source-level block
+    applies to all its tables) or a model's `config.meta.monitors` (model YAML). Validated here:
+    a wrong key, metric or column fails with a compiler error naming the file and the value.
+
+    Shape (orchestration/registry.py `Monitors` validates the same block on the Python side):
+        monitors: {volume: true, freshness: true,
+                   columns: {amount: [null_rate, mean, min, max, distinct_count]}}
+    Column names are staged names (after rename, or derived columns): a source's column metrics
+    are measured on its staging model. Every monitored source is also checked for schema changes
+    against its declared columns.
+    Returns a list of dicts: node_id, kind (source|model), source_name, table_name, relation,
+    measured_relation (the staging model, or the model), loaded_at_field, volume, freshness,
+    schema, sla_warn_hours, sla_error_hours, declared ([{name, data_type}]) and
+    columns ({staged name: [metrics]}).
+-#}
+{% macro dataops_monitored_tables() -%}
+    {%- set found = [] -%}
+    {%- if not execute -%}{{ return(found) }}{%- endif -%}
+    {%- for node in graph.sources.values() | sort(attribute='unique_id') -%}
+        {%- set monitors = (node.meta or {}).get('monitors') -%}
+        {%- if monitors -%}
+            {%- do found.append(dataops_monitor_spec(node, 'source', monitors)) -%}
+        {%- endif -%}
+    {%- endfor -%}
+    {%- for node in graph.nodes.values() | sort(attribute='unique_id') -%}
+        {%- set monitors = (node.config.meta or {}).get('monitors') if node.resource_type == 'model' -%}
+        {%- if monitors and node.config.enabled -%}
+            {%- do found.append(dataops_monitor_spec(node, 'model', monitors)) -%}
+        {%- endif -%}
+    {%- endfor -%}
+    {{ return(found) }}
+{%- endmacro %}
+
+
+{% macro dataops_monitor_spec(node, kind, monitors) -%}
+    {%- set where = node.original_file_path ~ ": " ~ kind ~ " '"
+        ~ ((node.source_name ~ '.') if kind == 'source' else '') ~ node.name ~ "', meta.monitors" -%}
+    {%- set known_keys = ['volume', 'freshness', 'columns'] -%}
+    {%- set known_metrics = ['null_rate', 'distinct_count', 'min', 'max', 'mean'] -%}
+    {%- set numeric_metrics = ['min', 'max', 'mean'] -%}
+    {%- if monitors is not mapping -%}
+        {{ exceptions.raise_compiler_error(where ~ " is '" ~ monitors
+            ~ "': expected a mapping like {volume: true, freshness: true, columns: {amount: [mean]}}.") }}
+    {%- endif -%}
+    {%- for key in monitors -%}
+        {%- if key not in known_keys -%}
+            {{ exceptions.raise_compiler_error(where ~ ": unknown key '" ~ key ~ "'; expected one of "
+                ~ known_keys | join(', ') ~ ".") }}
+        {%- endif -%}
+        {%- if key != 'columns' and monitors[key] is not sameas true and monitors[key] is not sameas false -%}
+            {{ exceptions.raise_compiler_error(where ~ "." ~ key ~ " is '" ~ monitors[key]
+                ~ "': expected true or false.") }}
+        {%- endif -%}
+    {%- endfor -%}
+    {%- set declared = [] -%}
+    {%- set types = {} -%}
+    {%- for column in node.columns.values() -%}
+        {%- do declared.append({'name': column.name, 'data_type': column.data_type}) -%}
+        {%- set staged_name = (column.meta or {}).get('rename') or column.name if kind == 'source' else column.name -%}
+        {%- do types.update({staged_name: (column.data_type or '') | lower}) -%}
+    {%- endfor -%}
+    {%- for derived in (node.meta or {}).get('derived') or [] if kind == 'source' -%}
+        {%- do types.update({derived.name: (derived.data_type or '') | lower}) -%}
+    {%- endfor -%}
+    {%- set columns = monitors.get('columns') or {} -%}
+    {%- if columns is not mapping -%}
+        {{ exceptions.raise_compiler_error(where ~ ".columns is '" ~ columns
+            ~ "': expected a mapping of declared column name to a list of metrics.") }}
+    {%- endif -%}
+    {%- for name, metrics in columns.items() -%}
+        {%- if name not in types -%}
+            {{ exceptions.raise_compiler_error(where ~ ".columns: '" ~ name ~ "' is not a staged column; "
+                ~ "expected one of " ~ types.keys() | sort | join(', ') ~ ".") }}
+        {%- endif -%}
+        {%- if metrics is string or metrics is not iterable -%}
+            {{ exceptions.raise_compiler_error(where ~ ".columns." ~ name ~ " is '" ~ metrics
+                ~ "': expected a list of metrics from " ~ known_metrics | join(', ') ~ ".") }}
+        {%- endif -%}
+        {%- for metric in metrics -%}
+            {%- if metric not in known_metrics -%}
+                {{ exceptions.raise_compiler_error(where ~ ".columns." ~ name ~ ": unknown metric '"
+                    ~ metric ~ "'; expected one of " ~ known_metrics | join(', ') ~ ".") }}
+            {%- endif -%}
+            {%- if metric in numeric_metrics and not modules.re.match(
+                    '(tinyint|smallint|integer|int|bigint|hugeint|decimal|numeric|double|float|real)',
+                    types[name]) -%}
+                {{ exceptions.raise_compiler_error(where ~ ".columns." ~ name ~ ": metric '" ~ metric
+                    ~ "' needs a numeric column, but its data_type is '" ~ types[name] ~ "'.") }}
+            {%- endif -%}
+        {%- endfor -%}
+    {%- endfor -%}
+    {%- do validate_identifier(node.name, where) -%}
+    {%- set freshness = node.freshness or {} if kind == 'source' else {} -%}
+    {%- set hours = {'minute': 1 / 60, 'hour': 1, 'day': 24} -%}
+    {%- set sla = {} -%}
+    {%- for level in ['warn_after', 'error_after'] -%}
+        {%- set rule = freshness.get(level) or {} -%}
+        {%- if rule.get('count') and rule.get('period') -%}
+            {%- do sla.update({level: rule['count'] * hours[rule['period']]}) -%}
+        {%- endif -%}
+    {%- endfor -%}
+    {%- set loaded_at_field = node.loaded_at_field if kind == 'source' else none -%}
+    {%- if kind == 'source' and (monitors.get('freshness') or monitors.get('volume')) and not loaded_at_field -%}
+        {{ exceptions.raise_compiler_error(where ~ ": volume and freshness monitors need the source's "
+            ~ "loaded_at_field (config.loaded_at_field: _loaded_at).") }}
+    {%- endif -%}
+    {%- set staging = graph.nodes.get('model.' ~ project_name ~ '.stg_' ~ node.source_name ~ '__' ~ node.name)
+        if kind == 'source' else node -%}
+    {{ return({
+        'node_id': node.unique_id,
+        'measured_relation': staging.relation_name if staging else none,
+        'kind': kind,
+        'source_name': node.source_name if kind == 'source' else none,
+        'table_name': node.name,
+        'relation': node.relation_name,
+        'loaded_at_field': loaded_at_field,
+        'volume': monitors.get('volume', false),
+        'freshness': monitors.get('freshness', false) and kind == 'source',
+        'schema': kind == 'source',
+        'sla_warn_hours': sla.get('warn_after'),
+        'sla_error_hours': sla.get('error_after'),
+        'declared': declared,
+        'columns': columns,
+    }) }}
+{%- endmacro %}
