@@ -146,8 +146,17 @@ def guess_format(sample: Path) -> str:
 def declared_type(duckdb_type: str) -> str:
     """The declaration's data_type for a type DuckDB inferred from the sample."""
     upper = duckdb_type.upper()
-    if upper in ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT",
-                 "UINTEGER", "UBIGINT"):
+    if upper in (
+        "TINYINT",
+        "SMALLINT",
+        "INTEGER",
+        "BIGINT",
+        "HUGEINT",
+        "UTINYINT",
+        "USMALLINT",
+        "UINTEGER",
+        "UBIGINT",
+    ):
         return "bigint"
     if upper in ("DOUBLE", "FLOAT", "REAL"):
         return "double"
@@ -254,8 +263,12 @@ def infer_draft(
             try:
                 described = _describe(con, reader)
             except duckdb.Error as error:
-                raise DeclarationError(f"{sample}: DuckDB could not read it as {fmt}: {error}") from None
-        columns = [DraftColumn(name=name, data_type=declared_type(kind)) for name, kind in described]
+                raise DeclarationError(
+                    f"{sample}: DuckDB could not read it as {fmt}: {error}"
+                ) from None
+        columns = [
+            DraftColumn(name=name, data_type=declared_type(kind)) for name, kind in described
+        ]
         for column in columns:
             if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_ .\-]{0,62}", column.name):
                 raise DeclarationError(
@@ -273,7 +286,9 @@ def infer_draft(
 
         for name in pii:
             if name not in by_name:
-                raise DeclarationError(f"--pii {name!r}: not a column of {sample.name}: expected one of {staged}")
+                raise DeclarationError(
+                    f"--pii {name!r}: not a column of {sample.name}: expected one of {staged}"
+                )
             by_name[name].pii = True
         for column in columns:
             if PII_NAME.search(column.staged_name) and not column.pii:
@@ -291,12 +306,17 @@ def infer_draft(
         )
         if latest_by is None and not _unique(con, reader, by_name[key].name):
             latest_by = next(
-                (c.staged_name for c in columns
-                 if LATEST_BY_NAME.search(c.staged_name) and c.data_type in ("timestamp", "date")),
+                (
+                    c.staged_name
+                    for c in columns
+                    if LATEST_BY_NAME.search(c.staged_name) and c.data_type in ("timestamp", "date")
+                ),
                 None,
             )
             if latest_by:
-                notes.append(f"{key} repeats in the sample: keeping the latest record by {latest_by}")
+                notes.append(
+                    f"{key} repeats in the sample: keeping the latest record by {latest_by}"
+                )
             else:
                 notes.append(
                     f"{key} repeats in the sample and no updated_at-like column was found: "
@@ -344,13 +364,16 @@ def _default_table(source: str, sample: Path) -> str:
 
 def _pick(by_name: dict[str, DraftColumn], name: str, option: str, staged: list[str]) -> str:
     if name not in by_name:
-        raise DeclarationError(f"{option} {name!r}: not a column of the sample: expected one of {staged}")
+        raise DeclarationError(
+            f"{option} {name!r}: not a column of the sample: expected one of {staged}"
+        )
     return by_name[name].staged_name
 
 
 def _unique(con: duckdb.DuckDBPyConnection, reader: str, raw_name: str) -> bool:
+    quoted = _quote(raw_name)
     total, distinct, nulls = con.execute(
-        f"select count(*), count(distinct {_quote(raw_name)}), count(*) - count({_quote(raw_name)}) "
+        f"select count(*), count(distinct {quoted}), count(*) - count({quoted}) "
         f"from {reader}"
     ).fetchone()
     return nulls == 0 and distinct == total
@@ -384,7 +407,9 @@ def _guess_primary_key(
             f"select count(*) - count({_quote(column.name)}) from {reader}"
         ).fetchone()[0]
         if nulls == 0:
-            notes.append(f"no unique column in the sample: primary key {column.staged_name} is a guess")
+            notes.append(
+                f"no unique column in the sample: primary key {column.staged_name} is a guess"
+            )
             return column.staged_name
     notes.append(f"every column has nulls: primary key {candidates[0].staged_name} is a guess")
     return candidates[0].staged_name
@@ -421,8 +446,10 @@ def report(draft: Draft, written: list[Path], project_dir: Path = PROJECT_DIR) -
         flags += " latest by" if column.staged_name == draft.latest_by else ""
         lines.append(f"  {column.name:<24} {column.data_type:<16} -> {column.staged_name}{flags}")
     lines += [f"  note: {note}" for note in draft.notes]
-    lines += [f"wrote {path.relative_to(project_dir) if path.is_relative_to(project_dir) else path}"
-              for path in written]
+    lines += [
+        f"wrote {path.relative_to(project_dir) if path.is_relative_to(project_dir) else path}"
+        for path in written
+    ]
     lines.append(
         f"Next: review {declaration_path(draft.source, project_dir).relative_to(project_dir)}, run "
         "`dataops sources sync`, put the files in "
@@ -442,20 +469,38 @@ def add_parser(sources_commands) -> None:
     )
     add.add_argument("source", help="the new source's name (lower snake_case), e.g. crm")
     add.add_argument("--sample", type=Path, required=True, help="a file as the source delivers it")
-    add.add_argument("--table", help="table name (default: the sample's folder in the landing "
-                     "layout <source>/<table>/, else its file name)")
-    add.add_argument("--format", dest="fmt", choices=("csv", "jsonl", "parquet"),
-                     help="default: from the file extension")
+    add.add_argument(
+        "--table",
+        help="table name (default: the sample's folder in the landing "
+        "layout <source>/<table>/, else its file name)",
+    )
+    add.add_argument(
+        "--format",
+        dest="fmt",
+        choices=("csv", "jsonl", "parquet"),
+        help="default: from the file extension",
+    )
     add.add_argument("--delimiter", help="CSV field delimiter (default: sniffed)")
-    add.add_argument("--encoding", choices=("utf-8", "latin-1", "utf-16"),
-                     help="CSV encoding (default: utf-8, else latin-1)")
-    add.add_argument("--no-header", dest="header", action="store_false", help="CSV without header row")
+    add.add_argument(
+        "--encoding",
+        choices=("utf-8", "latin-1", "utf-16"),
+        help="CSV encoding (default: utf-8, else latin-1)",
+    )
+    add.add_argument(
+        "--no-header", dest="header", action="store_false", help="CSV without header row"
+    )
     add.add_argument("--primary-key", help="column that identifies a record (default: guessed)")
     add.add_argument("--latest-by", help="keep the latest record per key by this column")
-    add.add_argument("--pii", nargs="*", default=[], help="columns to hash (likely ones are guessed)")
+    add.add_argument(
+        "--pii", nargs="*", default=[], help="columns to hash (likely ones are guessed)"
+    )
     add.add_argument("--timezone", help="IANA zone the source's timestamps are in (staged as UTC)")
-    add.add_argument("--print", dest="print_only", action="store_true",
-                     help="print the draft declaration, write nothing")
+    add.add_argument(
+        "--print",
+        dest="print_only",
+        action="store_true",
+        help="print the draft declaration, write nothing",
+    )
     add.set_defaults(func=cmd_add)
 
 

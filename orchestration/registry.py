@@ -1,4 +1,4 @@
-"""The source registry: every source declared once in ``models/staging/<source>/_<source>__sources.yml``.
+"""The source registry: every source declared in ``models/staging/<source>/_<source>__sources.yml``.
 
 This module reads and validates those dbt sources files (their ``config.meta`` blocks) for the
 Python side of the platform: ingestion reads where files land and how to parse them, and
@@ -49,7 +49,10 @@ LINEAGE_COLUMNS = ("_file_name", "_file_hash", "_batch_id", "_loaded_at")
 CAST_FAILURES_COLUMN = "_cast_failures"
 COLUMN_METRICS = ("null_rate", "distinct_count", "min", "max", "mean")
 NUMERIC_METRICS = ("min", "max", "mean")
-NUMERIC_TYPE = re.compile(r"(tinyint|smallint|integer|int|bigint|hugeint|decimal|numeric|double|float|real)")
+OTHER_METRICS = [m for m in COLUMN_METRICS if m not in NUMERIC_METRICS]
+NUMERIC_TYPE = re.compile(
+    r"(tinyint|smallint|integer|int|bigint|hugeint|decimal|numeric|double|float|real)"
+)
 
 
 class DeclarationError(ValueError):
@@ -145,7 +148,11 @@ def _is_string_type(data_type: str) -> bool:
 
 def _is_timestamp_type(data_type: str) -> bool:
     lowered = data_type.lower()
-    return lowered.startswith("timestamp") and lowered not in ("timestamptz",) and "zone" not in lowered
+    return (
+        lowered.startswith("timestamp")
+        and lowered not in ("timestamptz",)
+        and "zone" not in lowered
+    )
 
 
 class _Strict(BaseModel):
@@ -207,7 +214,11 @@ class Freshness(_Strict):
 
     @model_validator(mode="after")
     def _ordered(self) -> Freshness:
-        if self.warn_after and self.error_after and self.warn_after.minutes > self.error_after.minutes:
+        if (
+            self.warn_after
+            and self.error_after
+            and self.warn_after.minutes > self.error_after.minutes
+        ):
             raise ValueError(
                 "warn_after is later than error_after: expected warn_after <= error_after"
             )
@@ -273,8 +284,12 @@ class ColumnMeta(_Strict):
     not_null: bool = False
     accepted_values: list[str] | None = None
     relationship: Relationship | None = None
-    expression: str | None = Field(None, description="SQL over the raw columns, instead of the column.")
-    safe_cast: bool | None = Field(None, description="try the cast; count failures (default: table's)")
+    expression: str | None = Field(
+        None, description="SQL over the raw columns, instead of the column."
+    )
+    safe_cast: bool | None = Field(
+        None, description="try the cast; count failures (default: table's)"
+    )
     trim: bool | None = Field(None, description="trim; empty becomes null (default: strings only)")
     case: Literal["lower", "upper"] | None = None
     values_map: dict[str, str] | None = Field(None, description="coded value -> staged value")
@@ -455,8 +470,8 @@ def _fail(path: Path, where: str, error: ValidationError | str) -> DeclarationEr
         location = ".".join(str(part) for part in item["loc"])
         value = item.get("input")
         message = item["msg"].removeprefix("Value error, ")
-        if item["type"] in ("extra_forbidden",):
-            message += " (check the spelling of the key; docs/source-declarations.md lists them)"
+        if item["type"] == "extra_forbidden":
+            message = "unknown key: check its spelling (docs/source-declarations.md lists the keys)"
         lines.append(f"  {where}{'.' if location else ''}{location} = {value!r}: {message}")
     return DeclarationError(f"{path}: invalid source declaration\n" + "\n".join(lines))
 
@@ -516,19 +531,25 @@ def _parse_table(
     duplicates = sorted({name for name in staged if staged.count(name) > 1})
     if duplicates:
         raise _fail(
-            path, f"{where}.columns", f"staged column names {duplicates} are declared twice: "
+            path,
+            f"{where}.columns",
+            f"staged column names {duplicates} are declared twice: "
             "expected each name (after rename) once",
         )
-    reserved = [c.staged_name for c in columns if c.staged_name in LINEAGE_COLUMNS + (CAST_FAILURES_COLUMN,)]
+    reserved = [
+        c.staged_name for c in columns if c.staged_name in LINEAGE_COLUMNS + (CAST_FAILURES_COLUMN,)
+    ]
     if reserved:
         raise _fail(
-            path, f"{where}.columns", f"{reserved} are reserved for the platform's lineage "
-            "columns: expected a rename",
+            path,
+            f"{where}.columns",
+            f"{reserved} are reserved for the platform's lineage columns: expected a rename",
         )
     for derived in table_meta.derived:
         if derived.name in staged:
             raise _fail(
-                path, f"{where}.config.meta.derived[{derived.name}].name",
+                path,
+                f"{where}.config.meta.derived[{derived.name}].name",
                 f"{derived.name!r} is already a staged column: expected a new name",
             )
     checks = [("primary_key", table_meta.primary_key)]
@@ -537,7 +558,8 @@ def _parse_table(
     for key, value in checks:
         if value not in staged:
             raise _fail(
-                path, f"{where}.config.meta.{key}",
+                path,
+                f"{where}.config.meta.{key}",
                 f"{value!r} is not a staged column: expected one of {staged}",
             )
     monitors = table_meta.monitors or source_meta.monitors
@@ -547,21 +569,24 @@ def _parse_table(
         for name, metrics in monitors.columns.items():
             if name not in types:
                 raise _fail(
-                    path, f"{where}.config.meta.monitors.columns.{name}",
+                    path,
+                    f"{where}.config.meta.monitors.columns.{name}",
                     f"{name!r} is not a staged column: expected one of {list(types)}",
                 )
             numeric = NUMERIC_TYPE.match(types[name].lower())
             for metric in metrics:
                 if metric in NUMERIC_METRICS and not numeric:
                     raise _fail(
-                        path, f"{where}.config.meta.monitors.columns.{name}",
+                        path,
+                        f"{where}.config.meta.monitors.columns.{name}",
                         f"metric {metric!r} on data_type {types[name]!r}: expected a numeric "
-                        f"column (or one of {[m for m in COLUMN_METRICS if m not in NUMERIC_METRICS]})",
+                        f"column (or one of {OTHER_METRICS})",
                     )
     loaded_at_field = table_config.loaded_at_field or source_config.loaded_at_field
     if loaded_at_field and loaded_at_field not in LINEAGE_COLUMNS + tuple(c.name for c in columns):
         raise _fail(
-            path, f"{where}.config.loaded_at_field",
+            path,
+            f"{where}.config.loaded_at_field",
             f"{loaded_at_field!r} is not a raw column: expected _loaded_at or a declared column",
         )
     return SourceTable(
@@ -614,13 +639,16 @@ def load_registry(project_dir: Path = PROJECT_DIR) -> list[SourceTable]:
     for table in tables:
         if table.key in seen:
             raise DeclarationError(
-                f"{table.declared_in}: source table {table.key} is also declared in {seen[table.key]}"
+                f"{table.declared_in}: source table {table.key} is also declared in "
+                f"{seen[table.key]}"
             )
         seen[table.key] = table.declared_in
     return tables
 
 
-def select_tables(tables: Iterable[SourceTable], sources: Iterable[str] | None) -> list[SourceTable]:
+def select_tables(
+    tables: Iterable[SourceTable], sources: Iterable[str] | None
+) -> list[SourceTable]:
     """Filter by source name or source.table; unknown names are an error."""
     tables = list(tables)
     if not sources:
@@ -629,7 +657,5 @@ def select_tables(tables: Iterable[SourceTable], sources: Iterable[str] | None) 
     known = {t.source for t in tables} | {t.key for t in tables}
     unknown = wanted - known
     if unknown:
-        raise DeclarationError(
-            f"Unknown source(s) {sorted(unknown)}: declared are {sorted(known)}"
-        )
+        raise DeclarationError(f"Unknown source(s) {sorted(unknown)}: declared are {sorted(known)}")
     return [t for t in tables if t.source in wanted or t.key in wanted]

@@ -36,7 +36,9 @@ def _column_tests(table: SourceTable, column_name: str) -> list:
     if column.meta.not_null and "not_null" not in tests:
         tests.append("not_null")
     if column.meta.accepted_values:
-        tests.append({"accepted_values": {"arguments": {"values": list(column.meta.accepted_values)}}})
+        tests.append(
+            {"accepted_values": {"arguments": {"values": list(column.meta.accepted_values)}}}
+        )
     if column.meta.relationship:
         rel = column.meta.relationship
         tests.append(
@@ -46,7 +48,7 @@ def _column_tests(table: SourceTable, column_name: str) -> list:
 
 
 def _cast_failures_column(table: SourceTable) -> dict:
-    """The per-row count of values that did not convert, and the warn-level test that reports them."""
+    """The per-row count of values that did not convert to their declared type."""
     names = ", ".join(c.staged_name for c in table.columns if table.column_safe_cast(c))
     return {
         "name": CAST_FAILURES_COLUMN,
@@ -82,7 +84,11 @@ def models_yaml(source: str, tables: list[SourceTable]) -> str:
             columns.append(entry)
         for derived in table.derived:
             columns.append(
-                {"name": derived.name, "data_type": derived.data_type, "description": derived.description}
+                {
+                    "name": derived.name,
+                    "data_type": derived.data_type,
+                    "description": derived.description,
+                }
             )
         if table.has_safe_casts:
             columns.append(_cast_failures_column(table))
