@@ -3,16 +3,22 @@ real results, and clear errors for wrong declarations."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 import subprocess
 import sys
+from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 
 import duckdb
 import pytest
 import yaml
 
+from orchestration import staging_sync
 from orchestration.settings import REPO_ROOT
+from tests.python import staging_features as features
 from tests.python.conftest import platform_env
 from tests.python.dbt_project_copy import copy_project
 
@@ -24,7 +30,11 @@ def dbt(project: Path, home: Path, *args: str) -> subprocess.CompletedProcess[st
     env["DBT_PROFILES_DIR"] = str(project / "profiles")
     return subprocess.run(
         [DBT, *args, "--project-dir", str(project), "--target", "lint"],
-        cwd=project, env=env, capture_output=True, text=True, timeout=600,
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
 
 
@@ -53,7 +63,8 @@ def test_columns_are_renamed_cast_and_pii_hashed(compiled: dict[str, str]):
     assert 'cast("customer_id" as bigint) as "customer_id"' in sql
     string = "(?:varchar|text|string)"
     assert re.search(
-        rf"md5\(cast\(nullif\(trim\(cast\(\"email\" as {string}\)\), ''\) as {string}\)\) as \"email_hash\"",
+        rf"md5\(cast\(nullif\(trim\(cast\(\"email\" as {string}\)\), ''\) as {string}\)\) "
+        r'as "email_hash"',
         sql,
         flags=re.IGNORECASE,
     )
@@ -63,7 +74,10 @@ def test_columns_are_renamed_cast_and_pii_hashed(compiled: dict[str, str]):
 
 def test_latest_record_per_primary_key_is_kept(compiled: dict[str, str]):
     sql = normalised(compiled["stg_shop__orders"])
-    assert 'partition by "order_id" order by "updated_at" desc, _loaded_at desc, _file_name desc' in sql
+    assert (
+        'partition by "order_id" order by "updated_at" desc, _loaded_at desc, _file_name desc'
+        in sql
+    )
     assert "where _record_rank = 1" in sql
     # without a dedupe column the latest load wins
     items = normalised(compiled["stg_shop__order_items"])
@@ -105,7 +119,12 @@ def _break_declaration(project: Path, edit) -> None:
             "meta.dedupe.latest_by is 'changed_at'",
         ),
     ],
-    ids=["unknown-primary-key", "injection-in-column-name", "injection-in-type", "unknown-dedupe-column"],
+    ids=[
+        "unknown-primary-key",
+        "injection-in-column-name",
+        "injection-in-type",
+        "unknown-dedupe-column",
+    ],
 )
 def test_a_wrong_declaration_fails_compilation_naming_the_model(tmp_path: Path, edit, expected):
     project = copy_project(tmp_path / "project")
@@ -124,12 +143,16 @@ def test_staging_returns_the_latest_version_of_each_order(built_platform):
         raw = con.execute(
             "select count(*), count(distinct order_id) from raw_shop.orders"
         ).fetchone()
-        staged = con.execute("select count(*), count(distinct order_id) from staging.stg_shop__orders").fetchone()
+        staged = con.execute(
+            "select count(*), count(distinct order_id) from staging.stg_shop__orders"
+        ).fetchone()
         mismatched = con.execute(
             """
             select count(*) from staging.stg_shop__orders as staged
             inner join (
-                select cast(order_id as bigint) as order_id, max(cast(updated_at as timestamp)) as updated_at
+                select
+                    cast(order_id as bigint) as order_id,
+                    max(cast(updated_at as timestamp)) as updated_at
                 from raw_shop.orders group by 1
             ) as latest on staged.order_id = latest.order_id
             where staged.updated_at <> latest.updated_at
@@ -138,3 +161,183 @@ def test_staging_returns_the_latest_version_of_each_order(built_platform):
     assert raw[0] > raw[1], "the sample must deliver some orders more than once"
     assert staged == (raw[1], raw[1])
     assert mismatched == 0
+
+
+# --- Every staging feature, on a declared source built for real (tests/python/staging_features) --
+
+
+def dbt_dev(project: Path, home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """dbt on the dev target, whose warehouse is the DuckDB file in `home`."""
+    env = platform_env(home, target="dev")
+    env["DBT_PROFILES_DIR"] = str(project / "profiles")
+    return subprocess.run(
+        [DBT, *args, "--project-dir", str(project), "--target", "dev"],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The `lab` source declared in a copy of the project, raw rows loaded, its staging built."""
+    root = tmp_path_factory.mktemp("lab")
+    project = copy_project(root / "project")
+    features.write_declaration(project)
+    staging_sync.sync(project)
+    home = root / "home"
+    home.mkdir()
+    features.write_raw_table(home / "warehouse_dev.duckdb")
+    result = dbt_dev(project, home, "build", "--select", features.MODEL)
+    compiled = home / "target/compiled/dataops/models/staging/lab" / f"{features.MODEL}.sql"
+    outcomes = {
+        r["unique_id"].split(".")[2]: (r["status"], r["failures"])
+        for r in json.loads((home / "target" / "run_results.json").read_text())["results"]
+    }
+    with duckdb.connect(str(home / "warehouse_dev.duckdb"), read_only=True) as con:
+        cursor = con.execute(f"select * from staging.{features.MODEL}")
+        names = [d[0] for d in cursor.description]
+        rows = {row[0]: dict(zip(names, row, strict=True)) for row in cursor.fetchall()}
+    return {
+        "output": result.stdout + result.stderr,
+        "sql": normalised(compiled.read_text()) if compiled.exists() else "",
+        "outcomes": outcomes,
+        "rows": rows,
+    }
+
+
+def test_lab_model_compiles_each_declared_step(lab: dict):
+    sql = lab["sql"]
+    assert sql, lab["output"]
+    string = r"(?:varchar|text|string)"
+    expected = [
+        # a delivered name with a space, quoted, renamed
+        r'cast\("Account ID" as bigint\) as "account_id"',
+        # trimmed (empty -> null) then hashed
+        rf"md5\(cast\(nullif\(trim\(cast\(\"E-Mail\" as {string}\)\), ''\) as {string}\)\) "
+        r'as "email_hash"',
+        # coded values mapped with quoted literals, unmapped values pass unchanged
+        rf"case nullif\(trim\(cast\(\"status\" as {string}\)\), ''\) when 'A' then 'active' "
+        rf"when 'I' then 'inactive' else nullif\(trim\(cast\(\"status\" as {string}\)\), ''\) end "
+        r'as "status"',
+        rf"upper\(nullif\(trim\(cast\(\"country\" as {string}\)\), ''\)\) as \"country\"",
+        # the declared expression, then a safe cast
+        r"try_cast\(replace\(\"balance\", ',', '\.'\) as decimal\(18, 2\)\) as \"balance\"",
+        rf"try_cast\(nullif\(trim\(cast\(\"logins\" as {string}\)\), ''\) as integer\) "
+        r'as "logins"',
+        # Berlin wall-clock time converted to UTC; a column declared in UTC is only cast
+        r"\(\(cast\(\"updated_at\" as timestamp\)\) at time zone 'Europe/Berlin'\) "
+        r"at time zone 'UTC' as \"updated_at\"",
+        r'cast\("created_at" as timestamp\) as "created_at"',
+        # failed casts counted per row
+        r"case when replace\(\"balance\", ',', '\.'\) is not null and "
+        r"try_cast\(replace\(\"balance\""
+        r".*then 1 else 0 end \+ case when .*\"logins\".* then 1 else 0 end as _cast_failures",
+        r'partition by "account_id" order by "updated_at" desc, _loaded_at desc',
+        r'cast\(balance \* 100 as bigint\) as "balance_cents"',
+    ]
+    for pattern in expected:
+        assert re.search(pattern, sql, flags=re.IGNORECASE), pattern
+
+
+def test_lab_staging_results_follow_the_declaration(lab: dict):
+    rows = lab["rows"]
+    assert sorted(rows) == [1, 2, 3], "one row per primary key after dedupe"
+    latest, failed, empty = rows[1], rows[2], rows[3]
+    # the later updated_at (Berlin summer time, UTC+2) wins and is staged in UTC
+    assert latest["updated_at"] == datetime(2024, 7, 1, 10, 0)
+    assert latest["status"] == "inactive" and latest["country"] == "DE"
+    assert latest["balance"] == Decimal("12.75") and latest["balance_cents"] == 1275
+    assert latest["logins"] == 4 and latest["is_vip"] is False
+    assert latest["email_hash"] == hashlib.md5(b"ann@example.com").hexdigest()
+    assert latest["created_at"] == datetime(2024, 1, 1, 9, 0)
+    assert latest["_cast_failures"] == 0
+    # values that do not convert are null and counted, not silently lost
+    assert failed["balance"] is None and failed["logins"] is None
+    assert failed["_cast_failures"] == 2
+    assert failed["status"] == "X", "an unmapped code passes unchanged (accepted_values catches it)"
+    assert failed["updated_at"] == datetime(2024, 3, 31, 1, 30), "03:30 CEST on the DST day"
+    # empty strings become null; a missing value is not a cast failure
+    assert empty["email_hash"] is None and empty["country"] is None
+    assert empty["balance"] is None and empty["_cast_failures"] == 0
+    # lineage passes through
+    assert latest["_file_name"] == "accounts_1.csv"
+
+
+def test_lab_derived_tests_run_and_report(lab: dict):
+    outcomes = lab["outcomes"]
+    by_prefix = {name.split("_stg_")[0]: outcome for name, outcome in outcomes.items()}
+    assert outcomes[features.MODEL] == ("success", None)
+    assert by_prefix["unique"] == ("pass", 0)
+    assert by_prefix["not_null"] == ("pass", 0)
+    # the unmapped code 'X' is reported by the declared accepted values
+    assert by_prefix["accepted_values"] == ("fail", 1)
+    # the row with failed casts is reported as a warning, the build does not fail on it
+    assert by_prefix["expression_is_true"] == ("warn", 1)
+
+
+MACRO_ERRORS = {
+    "injection_column": (
+        lambda t: t["columns"][2].update(name='status" from x; drop table y; --'),
+        "column 'status\" from x; drop table y; --' is not a valid identifier",
+    ),
+    "injection_accepted": (
+        lambda t: t["columns"][2]["meta"]["accepted_values"].append("x') or 1=1 --"),
+        "accepted value x') or 1=1 -- is not an allowed value",
+    ),
+    "injection_coded": (
+        lambda t: t["columns"][2]["meta"]["values_map"].update({"B": "x' || (select 1) || '"}),
+        "values_map value x' || (select 1) || ' is not an allowed value",
+    ),
+    "injection_expression": (
+        lambda t: t["columns"][4]["meta"].update(expression="1); drop table x; --"),
+        "expression 1); drop table x; -- contains ';'",
+    ),
+    "bad_timezone": (
+        lambda t: t["columns"][7].update(meta={"timezone": "Mars/Base"}),
+        "timezone 'Mars/Base' is not a time zone: expected an IANA name",
+    ),
+    "pii_number": (
+        lambda t: t["columns"][5]["meta"].update(pii=True),
+        "pii columns are hashed to a string; data_type is integer, expected varchar",
+    ),
+    "missing_rename": (
+        lambda t: t["columns"][0].pop("meta"),
+        "column 'Account ID' needs meta.rename: its name 'Account ID' is not a valid identifier",
+    ),
+    "bad_case": (
+        lambda t: t["columns"][3]["meta"].update(case="title"),
+        "meta.case is 'title'; expected lower or upper on a varchar column",
+    ),
+    "duplicate_name": (
+        lambda t: t["columns"][3]["meta"].update(rename="status"),
+        "staged column name 'status' is declared twice or reserved",
+    ),
+}
+
+
+def test_wrong_declarations_fail_compilation_naming_the_model_and_value(tmp_path: Path):
+    """The macros check the declaration themselves (also when the Python sync was bypassed)."""
+    project = copy_project(tmp_path / "project")
+    for case, (edit, _) in MACRO_ERRORS.items():
+        document = features.declaration()
+        source = document["sources"][0]
+        source.update(name=case, schema=f"raw_{case}")
+        edit(source["tables"][0])
+        folder = features.write_declaration(project, document).parent
+        target = project / "models" / "staging" / case
+        folder.rename(target)
+        (target / "_lab__sources.yml").rename(target / f"_{case}__sources.yml")
+        (target / f"stg_{case}__accounts.sql").write_text(
+            f"{{{{ stage_source('{case}', 'accounts') }}}}\n"
+        )
+    models = [f"stg_{case}__accounts" for case in MACRO_ERRORS]
+    # `dbt run` (unlike compile) carries on after a model fails, so one invocation checks all.
+    result = dbt(project, tmp_path, "run", "--select", *models)
+    output = normalised(result.stdout + result.stderr)
+    assert result.returncode != 0
+    for case, (_, expected) in MACRO_ERRORS.items():
+        assert f"Model 'stg_{case}__accounts', source '{case}.accounts'" in output, case
+        assert expected in output, case
