@@ -11,7 +11,7 @@ export DBT_PROFILES_DIR := $(CURDIR)/profiles
 export DATAOPS_HOME ?= $(CURDIR)/.dataops
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: help install system-deps run test test-fast bench lock clean
+.PHONY: help install system-deps run test test-fast bench lock clean manifest ui
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -37,6 +37,22 @@ system-deps:  ## install the Debian packages listed in system-packages.txt (as r
 
 run: $(STAMP)  ## generate sample data if missing, ingest new files, dbt build, print a summary
 	$(BIN)/dataops run
+
+DAGSTER_HOME ?= $(DATAOPS_HOME)/dagster_home
+UI_HOST ?= 127.0.0.1
+UI_PORT ?= 3000
+
+manifest: $(STAMP)  ## parse the dbt project once into target/manifest.json (the Dagster definitions load it)
+	$(BIN)/dataops dbt prepare
+
+# The webserver and daemon run in their own process group (set -m), so Ctrl-C or a TERM to this
+# recipe stops exactly them; their group id is written to $(DAGSTER_HOME)/ui.pid.
+ui: manifest  ## Dagster UI + daemon on http://127.0.0.1:3000 (instance config: orchestration/instance/)
+	mkdir -p "$(DAGSTER_HOME)"
+	cp orchestration/instance/dagster.yaml "$(DAGSTER_HOME)/dagster.yaml"
+	set -m; DAGSTER_HOME="$(DAGSTER_HOME)" $(BIN)/dagster dev -h $(UI_HOST) -p $(UI_PORT) \
+	  -m orchestration.definitions & pid=$$!; echo $$pid > "$(DAGSTER_HOME)/ui.pid"; \
+	trap 'kill -TERM -- -$$pid 2>/dev/null' INT TERM; wait $$pid; wait $$pid; rm -f "$(DAGSTER_HOME)/ui.pid"
 
 test: $(STAMP) system-deps  ## the whole test suite (slow end-to-end tests included)
 	$(BIN)/pytest

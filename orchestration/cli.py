@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from orchestration import onboarding, staging_sync
 from orchestration.dbt_cli import DbtOutcome, dbt_args, run_dbt
 from orchestration.ingestion.loader import IngestionSummary, ingest
+from orchestration.manifest import add_dbt_commands
 from orchestration.project_rules.commands import add_lint_commands
 from orchestration.registry import DeclarationError, load_registry, select_tables
 from orchestration.settings import TARGETS, Settings, load_settings
@@ -142,6 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     sync.set_defaults(func=cmd_sources)
     onboarding.add_parser(sources_commands)  # sources add <name> --sample <file>
     add_lint_commands(commands)  # lint sql|rules
+    add_dbt_commands(commands)  # dbt prepare (the manifest Dagster loads)
     return parser
 
 

@@ -1,0 +1,151 @@
+"""Landed files and raw tables as assets, one pair per declared source table.
+
+``landing/<source>/<table>`` is the landing folder (an external asset: files arrive from outside,
+the landing sensor watches them); ``raw/<source>/<table>`` is the raw table that ingestion loads
+them into and that the dbt source of the same name reads, so the graph reads
+landed files -> raw -> staging -> intermediate -> marts.
+"""
+
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+from dagster import (
+    AssetExecutionContext,
+    AssetKey,
+    AssetSpec,
+    Failure,
+    MaterializeResult,
+    MetadataValue,
+    TableColumn,
+    TableSchema,
+    multi_asset,
+)
+
+from orchestration.assets.translator import RAW_PREFIX, owner_tag, raw_asset_key
+from orchestration.ingestion.loader import TableOutcome, ingest
+from orchestration.registry import LINEAGE_COLUMNS, SourceTable
+from orchestration.resources import WAREHOUSE_POOL
+from orchestration.settings import Settings, load_settings
+
+LANDING_PREFIX = "landing"
+
+
+def source_owners(manifest: Mapping[str, Any]) -> dict[str, str]:
+    """Owner of each source, from ``meta.owner`` in its sources YAML (read via the manifest)."""
+    owners: dict[str, str] = {}
+    for source in manifest.get("sources", {}).values():
+        meta = {**(source.get("meta") or {}), **((source.get("config") or {}).get("meta") or {})}
+        if meta.get("owner"):
+            owners.setdefault(source["source_name"], meta["owner"])
+    return owners
+
+
+def landing_asset_key(table: SourceTable) -> AssetKey:
+    return AssetKey([LANDING_PREFIX, table.source, table.name])
+
+
+def _owners(table: SourceTable, owners: dict[str, str]) -> list[str]:
+    owner = owners.get(table.source)
+    return [owner_tag(owner)] if owner else []
+
+
+def landing_specs(
+    tables: Sequence[SourceTable], settings: Settings, owners: dict[str, str]
+) -> list[AssetSpec]:
+    """The landing folders, shown in the graph; they are observed, never materialised."""
+    return [
+        AssetSpec(
+            key=landing_asset_key(table),
+            description=(
+                f"{table.landing.format} files landing in "
+                f"{table.landing_dir(settings.landing_dir)} (declared in {table.declared_in.name})."
+            ),
+            group_name=LANDING_PREFIX,
+            owners=_owners(table, owners),
+            kinds={table.landing.format, "files"},
+            metadata={
+                "landing_path": MetadataValue.path(str(table.landing_dir(settings.landing_dir)))
+            },
+        )
+        for table in tables
+    ]
+
+
+def raw_spec(table: SourceTable, owners: dict[str, str]) -> AssetSpec:
+    columns = [
+        TableColumn(
+            name=column.name,
+            type="varchar" if table.landing.format != "parquet" else column.data_type,
+            description=column.description,
+        )
+        for column in table.columns
+    ] + [TableColumn(name=name, type="lineage") for name in LINEAGE_COLUMNS]
+    return AssetSpec(
+        key=raw_asset_key(table.source, table.name),
+        deps=[landing_asset_key(table)],
+        description=(
+            f"Raw {table.name} rows as delivered, one batch per landed file. {table.description}"
+        ),
+        group_name=RAW_PREFIX,
+        owners=_owners(table, owners),
+        kinds={"duckdb", "python"},
+        metadata={
+            "dagster/column_schema": TableSchema(columns=columns),
+            "dagster/table_name": f"{table.schema}.{table.name}",
+            "declared_in": MetadataValue.path(str(table.declared_in)),
+        },
+        skippable=True,
+    )
+
+
+def raw_metadata(outcome: TableOutcome, batch_id: str) -> dict[str, object]:
+    """What one ingestion did for a table (issue 5 extends this with row counts/freshness)."""
+    return {
+        "files_loaded": outcome.files_loaded,
+        "rows_loaded": outcome.rows_loaded,
+        "files_skipped": outcome.files_skipped,
+        "batch_id": batch_id,
+    }
+
+
+def build_ingestion_assets(tables: Sequence[SourceTable], owners: dict[str, str]):
+    """One subsettable multi-asset: a run ingests only the raw tables it selects."""
+    by_key = {raw_asset_key(t.source, t.name): t for t in tables}
+
+    @multi_asset(
+        name="ingest_landed_files",
+        specs=[raw_spec(table, owners) for table in tables],
+        can_subset=True,
+        pool=WAREHOUSE_POOL,
+    )
+    def ingest_landed_files(context: AssetExecutionContext) -> Iterator[MaterializeResult]:
+        settings = load_settings()
+        selected = [by_key[key] for key in sorted(context.selected_asset_keys, key=str)]
+        summary = ingest(
+            settings.warehouse_path,
+            settings.landing_dir,
+            selected,
+            batch_id=f"dagster-{context.run.run_id[:8]}",
+        )
+        for table in selected:
+            outcome = summary.tables[table.key]
+            context.log.info(
+                f"{table.key}: {outcome.files_loaded} files, {outcome.rows_loaded} rows loaded, "
+                f"{outcome.files_skipped} already loaded"
+            )
+        if summary.errors:
+            raise Failure(
+                description=(
+                    f"{len(summary.errors)} landed file(s) could not be loaded; each is recorded "
+                    "in platform.load_ledger with status 'failed'. Fix or replace the file and "
+                    "land it again:\n" + "\n".join(summary.errors)
+                ),
+                metadata={"errors": MetadataValue.json(summary.errors)},
+            )
+        for table in selected:
+            yield MaterializeResult(
+                asset_key=raw_asset_key(table.source, table.name),
+                metadata=raw_metadata(summary.tables[table.key], summary.batch_id),
+            )
+
+    return ingest_landed_files

@@ -1,0 +1,63 @@
+"""The Dagster code location: assembles assets, checks, sensors, schedules and resources.
+
+Loads the prepared dbt manifest (``make manifest``); nothing here parses dbt or opens the
+warehouse. Run the UI with ``make ui``.
+"""
+
+from __future__ import annotations
+
+from dagster import (
+    AssetSelection,
+    AutomationConditionSensorDefinition,
+    DefaultSensorStatus,
+    Definitions,
+)
+
+from orchestration.assets.dbt import build_dbt_assets
+from orchestration.assets.ingestion import (
+    LANDING_PREFIX,
+    build_ingestion_assets,
+    landing_specs,
+    source_owners,
+)
+from orchestration.checks.freshness import build_freshness_checks
+from orchestration.manifest import load_manifest, manifest_path
+from orchestration.registry import load_registry
+from orchestration.resources import dbt_resource
+from orchestration.schedules import build_daily_job, build_daily_schedule
+from orchestration.sensors.alerts import run_failure_alert
+from orchestration.sensors.landing import build_landing_sensor
+from orchestration.settings import load_settings
+
+
+def build_definitions() -> Definitions:
+    settings = load_settings()
+    manifest = load_manifest(manifest_path(settings))
+    tables = load_registry()
+    owners = source_owners(manifest)
+    executable = AssetSelection.all() - AssetSelection.groups(LANDING_PREFIX)
+    daily_job = build_daily_job(executable)
+    return Definitions(
+        assets=[
+            *landing_specs(tables, settings, owners),
+            build_ingestion_assets(tables, owners),
+            *build_dbt_assets(manifest, settings),
+        ],
+        asset_checks=build_freshness_checks(manifest),
+        jobs=[daily_job],
+        schedules=[build_daily_schedule(daily_job)],
+        sensors=[
+            build_landing_sensor(tables, executable),
+            run_failure_alert,
+            AutomationConditionSensorDefinition(
+                "dbt_automation",
+                target=executable,
+                minimum_interval_seconds=15,
+                default_status=DefaultSensorStatus.RUNNING,
+            ),
+        ],
+        resources={"dbt": dbt_resource(settings)},
+    )
+
+
+defs = build_definitions()

@@ -1,0 +1,1 @@
+"""Sensors: files landing (start runs) and run failures (record and alert)."""

@@ -1,0 +1,114 @@
+"""Failure alerting: every failed run is recorded in the platform event log and, when
+``ALERT_WEBHOOK_URL`` is set, posted to that webhook as JSON (Slack/Teams-style incoming hooks or
+any HTTP endpoint)."""
+
+import json
+import os
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import duckdb
+from dagster import DefaultSensorStatus, RunFailureSensorContext, run_failure_sensor
+
+from orchestration import events
+from orchestration.sensors.landing import FILES_TAG, SOURCE_TAG
+from orchestration.settings import load_settings
+
+ALERT_WEBHOOK_ENV = "ALERT_WEBHOOK_URL"
+EVENT_TYPE = "dagster.run_failed"
+LOCK_WAIT_SECONDS = 120.0
+T = TypeVar("T")
+
+
+def alert_payload(context: RunFailureSensorContext) -> dict[str, Any]:
+    run = context.dagster_run
+    failed_steps = [
+        {"step": event.step_key, "error": event.message}
+        for event in context.get_step_failure_events()
+    ]
+    return {
+        "event_type": EVENT_TYPE,
+        "run_id": run.run_id,
+        "job_name": run.job_name,
+        "message": context.failure_event.message,
+        "source": run.tags.get(SOURCE_TAG),
+        "files": run.tags.get(FILES_TAG),
+        "failed_steps": failed_steps,
+        "text": (
+            f"Dagster run {run.run_id} ({run.job_name}) failed: {context.failure_event.message}"
+        ),
+    }
+
+
+def post_webhook(url: str, payload: dict[str, Any], timeout: float = 10.0) -> str:
+    """POST the payload as JSON; return "sent (<status>)" or "failed: <reason>" (never raises)."""
+    request = urllib.request.Request(
+        url,
+        data=json.dumps(payload, default=str).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return f"sent ({response.status})"
+    except (urllib.error.URLError, OSError) as error:
+        return f"failed: {error}"
+
+
+def with_warehouse_lock_retry(action: Callable[[], T], wait: float = LOCK_WAIT_SECONDS) -> T:
+    """Run ``action``; while another process holds the DuckDB write lock, retry with backoff."""
+    deadline = time.monotonic() + wait
+    delay = 0.2
+    while True:
+        try:
+            return action()
+        except duckdb.IOException as error:
+            if "lock" not in str(error).lower() or time.monotonic() > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
+def record_failure(payload: dict[str, Any], webhook: str | None) -> str:
+    settings = load_settings()
+
+    def write() -> str:
+        settings.warehouse_path.parent.mkdir(parents=True, exist_ok=True)
+        with duckdb.connect(str(settings.warehouse_path)) as con:
+            events.ensure_events(con)
+            return events.record_event(
+                con,
+                EVENT_TYPE,
+                status="error",
+                source_name=payload.get("source"),
+                dagster_run_id=payload["run_id"],
+                message=payload["message"],
+                details={
+                    "job_name": payload["job_name"],
+                    "files": payload.get("files"),
+                    "failed_steps": payload["failed_steps"],
+                    "webhook": webhook,
+                },
+            )
+
+    return with_warehouse_lock_retry(write)
+
+
+@run_failure_sensor(
+    name="run_failure_alert",
+    minimum_interval_seconds=5,
+    default_status=DefaultSensorStatus.RUNNING,
+    description=(
+        f"Records each failed run as a `{EVENT_TYPE}` event; posts it to ${ALERT_WEBHOOK_ENV}."
+    ),
+)
+def run_failure_alert(context: RunFailureSensorContext) -> None:
+    payload = alert_payload(context)
+    url = os.environ.get(ALERT_WEBHOOK_ENV)
+    webhook = post_webhook(url, payload) if url else None
+    if webhook and webhook.startswith("failed"):
+        context.log.warning(f"Alert webhook {ALERT_WEBHOOK_ENV}={url} {webhook}")
+    record_failure(payload, webhook)

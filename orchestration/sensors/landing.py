@@ -1,0 +1,183 @@
+"""The landing sensor: a file landing for a declared source starts one run that ingests it and
+rebuilds only what is downstream of its raw table.
+
+Which folders to watch comes from the source registry (each table's ``meta.landing``). Files are
+recognised by content hash: the cursor keeps the hash of every file currently in the landing
+folders, so a file gives exactly one run, also after a daemon restart (the cursor is stored in the
+Dagster instance), and a copy of a known file under another name gives none. New files found in
+one tick are grouped by source: one run per source ingests them all (a burst of files does not
+queue a run per file; every file still belongs to exactly one run). The ingestion ledger loads each
+content once whatever happens, so the cursor is an optimisation, not the safety net.
+"""
+
+import hashlib
+import json
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from dagster import (
+    AssetObservation,
+    AssetSelection,
+    DefaultSensorStatus,
+    RunRequest,
+    SensorDefinition,
+    SensorEvaluationContext,
+    SensorResult,
+    SkipReason,
+    sensor,
+)
+
+from orchestration.assets.ingestion import landing_asset_key
+from orchestration.assets.translator import raw_asset_key
+from orchestration.checks.freshness import CHECK_NAME as FRESHNESS_CHECK
+from orchestration.ingestion.loader import file_sha256
+from orchestration.registry import SourceTable
+from orchestration.settings import load_settings
+
+SENSOR_NAME = "landed_files"
+# How often the daemon looks at the landing folders; part of the landing -> marts latency.
+SENSOR_INTERVAL_SECONDS = 5
+CURSOR_VERSION = 1
+TRIGGER_TAG = "dataops/trigger"
+SOURCE_TAG = "dataops/source"
+FILES_TAG = "dataops/files"
+
+
+@dataclass(frozen=True)
+class LandedFile:
+    table: SourceTable
+    path: Path
+    relative: str
+    size: int
+    mtime_ns: int
+    sha256: str
+
+
+def read_cursor(cursor: str | None) -> dict[str, list]:
+    """``{relative path: [size, mtime_ns, sha256]}`` of the files seen by the previous tick."""
+    if not cursor:
+        return {}
+    data = json.loads(cursor)
+    if data.get("v") != CURSOR_VERSION:
+        raise ValueError(
+            f"Landing sensor cursor version {data.get('v')!r} is not {CURSOR_VERSION}: reset the "
+            f"cursor of sensor {SENSOR_NAME!r} in the UI (Sensors > {SENSOR_NAME} > Reset cursor)."
+        )
+    return data["files"]
+
+
+def write_cursor(files: Iterable[LandedFile]) -> str:
+    entries = {f.relative: [f.size, f.mtime_ns, f.sha256] for f in files}
+    return json.dumps({"v": CURSOR_VERSION, "files": entries}, sort_keys=True)
+
+
+def scan(
+    tables: Sequence[SourceTable], landing_root: Path, seen: dict[str, list]
+) -> list[LandedFile]:
+    """Every file in the declared landing folders; hashes are reused while size+mtime match."""
+    found = []
+    for table in tables:
+        for path in table.landed_files(landing_root):
+            stat = path.stat()
+            relative = path.relative_to(landing_root).as_posix()
+            previous = seen.get(relative)
+            if previous and previous[0] == stat.st_size and previous[1] == stat.st_mtime_ns:
+                digest = previous[2]
+            else:
+                digest = file_sha256(path)
+            found.append(LandedFile(table, path, relative, stat.st_size, stat.st_mtime_ns, digest))
+    return found
+
+
+def new_files(found: Sequence[LandedFile], seen: dict[str, list]) -> list[LandedFile]:
+    """Files whose content the previous tick did not know, one per content."""
+    known = {entry[2] for entry in seen.values()}
+    fresh = []
+    for landed in found:
+        if landed.sha256 not in known:
+            known.add(landed.sha256)
+            fresh.append(landed)
+    return fresh
+
+
+def run_key(source: str, files: Sequence[LandedFile]) -> str:
+    digest = hashlib.sha256("\n".join(sorted(f.sha256 for f in files)).encode()).hexdigest()
+    return f"{source}:{digest[:32]}"
+
+
+def run_requests(
+    fresh: Sequence[LandedFile], asset_graph, exclude_checks: Sequence[str] = (FRESHNESS_CHECK,)
+) -> list[RunRequest]:
+    """One run per source: its raw tables with new files and everything downstream of them."""
+    by_source: dict[str, list[LandedFile]] = defaultdict(list)
+    for landed in fresh:
+        by_source[landed.table.source].append(landed)
+    requests = []
+    for source, files in sorted(by_source.items()):
+        raw_keys = sorted({raw_asset_key(f.table.source, f.table.name) for f in files}, key=str)
+        selection = AssetSelection.assets(*raw_keys).downstream()
+        asset_keys = sorted(selection.resolve(asset_graph), key=str)
+        check_keys = sorted(
+            (
+                key
+                for key in selection.resolve_checks(asset_graph)
+                if key.name not in exclude_checks
+            ),
+            key=str,
+        )
+        names = ", ".join(sorted(f.relative for f in files))
+        requests.append(
+            RunRequest(
+                run_key=run_key(source, files),
+                asset_selection=asset_keys,
+                asset_check_keys=check_keys,
+                tags={
+                    TRIGGER_TAG: SENSOR_NAME,
+                    SOURCE_TAG: source,
+                    FILES_TAG: names if len(names) <= 1000 else names[:997] + "...",
+                },
+            )
+        )
+    return requests
+
+
+def observations(fresh: Sequence[LandedFile]) -> list[AssetObservation]:
+    return [
+        AssetObservation(
+            asset_key=landing_asset_key(f.table),
+            metadata={"file": f.relative, "sha256": f.sha256, "bytes": f.size},
+        )
+        for f in fresh
+    ]
+
+
+def build_landing_sensor(tables: Sequence[SourceTable], target: AssetSelection) -> SensorDefinition:
+    @sensor(
+        name=SENSOR_NAME,
+        minimum_interval_seconds=SENSOR_INTERVAL_SECONDS,
+        default_status=DefaultSensorStatus.RUNNING,
+        target=target,
+        description=(
+            "Starts a run when a file lands in a declared landing folder: ingest it, then rebuild "
+            "only the assets downstream of its raw table. One file content, one run."
+        ),
+    )
+    def landed_files(context: SensorEvaluationContext) -> SensorResult:
+        settings = load_settings()
+        seen = read_cursor(context.cursor)
+        found = scan(tables, settings.landing_dir, seen)
+        fresh = new_files(found, seen)
+        cursor = write_cursor(found)
+        if not fresh:
+            return SensorResult(
+                skip_reason=SkipReason(f"No new files under {settings.landing_dir}."), cursor=cursor
+            )
+        return SensorResult(
+            run_requests=run_requests(fresh, context.repository_def.asset_graph),
+            asset_events=observations(fresh),
+            cursor=cursor,
+        )
+
+    return landed_files
