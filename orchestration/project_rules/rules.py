@@ -200,26 +200,28 @@ def check_model_naming(manifest: Manifest) -> Iterator[Violation]:
 
 @rule("source_outside_staging", "only staging models call source()")
 def check_source_outside_staging(manifest: Manifest) -> Iterator[Violation]:
-    # Marts and intermediate models have their own, more specific rule below.
     for node in models(manifest):
-        if layer(node) in ("staging", "intermediate", "marts"):
+        if layer(node) == "staging":
             continue
-        called = [uid for uid in upstream(node) if uid.startswith("source.")]
+        called = [manifest["sources"][uid] for uid in upstream(node) if uid.startswith("source.")]
         if called:
-            names = ", ".join(source_label(manifest["sources"][uid]) for uid in called)
+            calls = ", ".join(f"source('{s['source_name']}', '{s['name']}')" for s in called)
+            refs = ", ".join(f"ref('stg_{s['source_name']}__{s['name']}')" for s in called)
             yield _violation(
                 "source_outside_staging",
                 node,
-                f"calls source() ({names}) but is not a staging model",
-                "read the source through its staging model, ref('stg_<source>__<table>'), "
-                "or move this model to models/staging/<source>/ if it is the staging model",
+                f"calls {calls} but is not a staging model",
+                f"read the staging model instead: {refs} (declare the table in the source "
+                "registry and run `dataops sources sync` if it has no staging model)",
             )
 
 
 def _source_path(manifest: Manifest, start: Node) -> list[str] | None:
-    """A dependency path from a model to a source that does not pass a staging model."""
+    """A path from a model through other non-staging models to a source (direct calls aside)."""
     seen: set[str] = set()
-    stack: list[tuple[str, list[str]]] = [(uid, [uid]) for uid in upstream(start)]
+    stack: list[tuple[str, list[str]]] = [
+        (uid, [uid]) for uid in upstream(start) if not uid.startswith("source.")
+    ]
     while stack:
         uid, path = stack.pop()
         if uid in seen:
@@ -234,8 +236,13 @@ def _source_path(manifest: Manifest, start: Node) -> list[str] | None:
     return None
 
 
-@rule("mart_or_intermediate_reads_source", "no mart or intermediate model reads a source")
+@rule(
+    "mart_or_intermediate_reads_source",
+    "no mart or intermediate model reads a source through a non-staging model",
+)
 def check_mart_reads_source(manifest: Manifest) -> Iterator[Violation]:
+    # A direct source() call is reported by source_outside_staging; this rule follows the
+    # lineage: a mart reading a model that itself reads raw data bypasses staging all the same.
     for node in models(manifest):
         if layer(node) not in ("intermediate", "marts"):
             continue
@@ -243,18 +250,14 @@ def check_mart_reads_source(manifest: Manifest) -> Iterator[Violation]:
         if path is None:
             continue
         source = manifest["sources"][path[-1]]
-        if len(path) == 1:
-            problem = f"calls source('{source['source_name']}', '{source['name']}') directly"
-        else:
-            via = " -> ".join(uid.split(".")[-1] for uid in path[:-1])
-            problem = f"reads source {source_label(source)} through {via}, bypassing staging"
+        via = " -> ".join(uid.split(".")[-1] for uid in path[:-1])
         yield _violation(
             "mart_or_intermediate_reads_source",
             node,
-            problem,
-            f"replace it with ref('stg_{source['source_name']}__{source['name']}'), the staging "
-            "model of that table (declare the table in the source registry and run "
-            "`dataops sources sync` if it has none)",
+            f"reads source {source_label(source)} through {via}, bypassing staging",
+            f"read ref('stg_{source['source_name']}__{source['name']}'), the staging model of "
+            f"that table, here and in {via} (declare the table in the source registry and run "
+            "`dataops sources sync` if it has no staging model)",
         )
 
 
