@@ -305,14 +305,7 @@ def infer_draft(
             else _guess_primary_key(con, reader, table, columns, latest_by, notes)
         )
         if latest_by is None and not _unique(con, reader, by_name[key].name):
-            latest_by = next(
-                (
-                    c.staged_name
-                    for c in columns
-                    if LATEST_BY_NAME.search(c.staged_name) and c.data_type in ("timestamp", "date")
-                ),
-                None,
-            )
+            latest_by = next((c.staged_name for c in columns if _looks_like_latest_by(c)), None)
             if latest_by:
                 notes.append(
                     f"{key} repeats in the sample: keeping the latest record by {latest_by}"
@@ -354,6 +347,14 @@ def _detect_decimal_comma(
         )
 
 
+def _looks_like_latest_by(column: DraftColumn) -> bool:
+    """An updated_at-like timestamp: when a key repeats, the latest record is kept by it."""
+    return bool(LATEST_BY_NAME.search(column.staged_name)) and column.data_type in (
+        "timestamp",
+        "date",
+    )
+
+
 def _default_table(source: str, sample: Path) -> str:
     """The landing layout is <landing>/<source>/<table>/<file>; otherwise the file's stem."""
     if sample.parent.parent.name == source:
@@ -373,8 +374,7 @@ def _pick(by_name: dict[str, DraftColumn], name: str, option: str, staged: list[
 def _unique(con: duckdb.DuckDBPyConnection, reader: str, raw_name: str) -> bool:
     quoted = _quote(raw_name)
     total, distinct, nulls = con.execute(
-        f"select count(*), count(distinct {quoted}), count(*) - count({quoted}) "
-        f"from {reader}"
+        f"select count(*), count(distinct {quoted}), count(*) - count({quoted}) from {reader}"
     ).fetchone()
     return nulls == 0 and distinct == total
 
@@ -396,11 +396,16 @@ def _guess_primary_key(
             columns.index(c),
         ),
     )
+    versioned = latest_by or any(_looks_like_latest_by(c) for c in columns)
     for column in candidates:
         total, nulls = con.execute(
             f"select count(*), count(*) - count({_quote(column.name)}) from {reader}"
         ).fetchone()
-        if nulls == 0 and total and (latest_by or _unique(con, reader, column.name)):
+        if not total or nulls:
+            continue
+        looks_like_key = column.staged_name in preferred or column.staged_name.endswith("_id")
+        # A key column that repeats is fine when records come in versions (an updated_at).
+        if (looks_like_key and versioned) or _unique(con, reader, column.name):
             return column.staged_name
     for column in candidates:
         nulls = con.execute(

@@ -1,0 +1,275 @@
+"""Onboarding a source: a draft declaration inferred from a sample file, and a new source taken
+from files to tested staging by following the README's "Add a source" section, with no change to
+macros or Python code."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import pytest
+import yaml
+
+from orchestration.onboarding import add_source, declared_type, infer_draft
+from orchestration.registry import DeclarationError, parse_sources_file
+from orchestration.settings import REPO_ROOT
+from tests.python.conftest import platform_env
+from tests.python.dbt_project_copy import copy_project
+
+HEADER = "Contact ID;First Name;E-Mail;Status;Country;Lifetime Value;Updated At\n"
+DAY_1 = HEADER + (
+    "1;José;jose@example.com;A;de;12,50;2024-03-01 09:00:00\n"
+    "2;Zoë;zoe@example.com;I;fr;0,00;2024-03-01 10:30:00\n"
+    "3;Anaïs;anais@example.com;A;es;7,25;2024-03-01 11:00:00\n"
+)
+# Day 2 delivers contact 1 again (changed) and a value that does not convert.
+DAY_2 = HEADER + (
+    "1;José;jose.new@example.com;I;de;15,00;2024-03-02 08:00:00\n"
+    "4;Björn;bjorn@example.com;A;se;n/a;2024-03-02 09:15:00\n"
+)
+
+
+def write_crm_files(landing: Path) -> list[Path]:
+    folder = landing / "crm" / "contacts"
+    folder.mkdir(parents=True, exist_ok=True)
+    files = []
+    for day, text in (("2024-03-01", DAY_1), ("2024-03-02", DAY_2)):
+        path = folder / f"contacts_{day}.csv"
+        path.write_bytes(text.encode("latin-1"))
+        files.append(path)
+    return files
+
+
+# --- Inference (fast: DuckDB only) ---------------------------------------------------------------
+
+
+def test_a_latin1_semicolon_export_is_drafted_with_types_names_key_and_pii(tmp_path: Path):
+    day_1, _ = write_crm_files(tmp_path / "crm")
+    draft = infer_draft("crm", day_1)
+    assert draft.table == "contacts", "the table is named after the landing folder"
+    assert draft.options == {"encoding": "latin-1", "delimiter": ";"}
+    columns = {c.staged_name: c for c in draft.columns}
+    assert {name: c.data_type for name, c in columns.items()} == {
+        "contact_id": "bigint",
+        "first_name": "varchar",
+        "e_mail": "varchar",
+        "status": "varchar",
+        "country": "varchar",
+        "lifetime_value": "decimal(18, 2)",
+        "updated_at": "timestamp",
+    }
+    assert columns["contact_id"].name == "Contact ID"
+    assert {name for name, c in columns.items() if c.pii} == {"first_name", "e_mail"}
+    assert columns["lifetime_value"].expression == "replace(\"Lifetime Value\", ',', '.')"
+    assert draft.primary_key == "contact_id" and draft.latest_by is None
+    assert any("not UTF-8" in note for note in draft.notes)
+
+
+def test_a_repeated_key_gets_the_updated_at_column_as_dedupe(tmp_path: Path):
+    sample = tmp_path / "contacts.csv"
+    sample.write_text(
+        "id,name_of_plan,updated_at\n1,basic,2024-01-01 00:00:00\n1,pro,2024-02-01 00:00:00\n"
+    )
+    draft = infer_draft("billing", sample)
+    assert (draft.primary_key, draft.latest_by) == ("id", "updated_at")
+    assert draft.table == "contacts"
+
+
+def test_jsonl_and_parquet_samples_are_drafted_with_their_types(tmp_path: Path):
+    jsonl = tmp_path / "events_2024-01-01.jsonl"
+    jsonl.write_text('{"event_id": 1, "kind": "click", "at": "2024-01-01T10:00:00", "ok": true}\n')
+    draft = infer_draft("app", jsonl)
+    assert draft.table == "events" and draft.format == "jsonl"
+    assert [(c.name, c.data_type) for c in draft.columns] == [
+        ("event_id", "bigint"),
+        ("kind", "varchar"),
+        ("at", "timestamp"),
+        ("ok", "boolean"),
+    ]
+    assert draft.primary_key == "event_id"
+    parquet = tmp_path / "prices.parquet"
+    with duckdb.connect() as con:
+        con.execute(
+            "copy (select 7 as sku_id, 1.5::decimal(10, 3) as price) "
+            f"to '{parquet}' (format parquet)"
+        )
+    draft = infer_draft("erp", parquet)
+    assert [(c.name, c.data_type) for c in draft.columns] == [
+        ("sku_id", "bigint"),
+        ("price", "decimal(10, 3)"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("duckdb_type", "declared"),
+    [
+        ("INTEGER", "bigint"),
+        ("DOUBLE", "double"),
+        ("DECIMAL(12,4)", "decimal(12, 4)"),
+        ("TIMESTAMP WITH TIME ZONE", "timestamp"),
+        ("DATE", "date"),
+        ("UUID", "varchar"),
+    ],
+)
+def test_duckdb_types_map_to_declared_types(duckdb_type: str, declared: str):
+    assert declared_type(duckdb_type) == declared
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "expected"),
+    [
+        ({"source": "CRM"}, "source name 'CRM' is not a valid identifier"),
+        ({"table": "Contacts 2024"}, "pass --table, e.g. --table contacts_2024"),
+        ({"pii": ("phone",)}, "--pii 'phone': not a column of contacts_2024-03-01.csv"),
+        ({"primary_key": "uuid"}, "--primary-key 'uuid': not a column of the sample"),
+        ({"delimiter": ";", "encoding": "utf-8"}, "could not read the sample as CSV"),
+    ],
+    ids=["source-name", "table-name", "pii-column", "primary-key", "wrong-encoding"],
+)
+def test_wrong_onboarding_options_are_explained(tmp_path: Path, kwargs: dict, expected: str):
+    day_1, _ = write_crm_files(tmp_path)
+    arguments = {"source": "crm", **kwargs}
+    with pytest.raises(DeclarationError, match=re.escape(expected)):
+        infer_draft(arguments.pop("source"), day_1, **arguments)
+
+
+def test_the_draft_is_a_valid_declaration_with_its_staging_files(tmp_path: Path):
+    project = copy_project(tmp_path / "project")
+    day_1, _ = write_crm_files(tmp_path / "landing")
+    draft = infer_draft("crm", day_1, latest_by="updated_at", timezone="Europe/Berlin")
+    written = add_source(draft, project)
+    folder = project / "models" / "staging" / "crm"
+    assert set(written) == {
+        folder / "_crm__sources.yml",
+        folder / "_crm__models.yml",
+        folder / "stg_crm__contacts.sql",
+    }
+    (table,) = parse_sources_file(folder / "_crm__sources.yml")
+    assert (table.primary_key, table.dedupe.latest_by, table.timezone) == (
+        "contact_id",
+        "updated_at",
+        "Europe/Berlin",
+    )
+    assert (
+        folder / "stg_crm__contacts.sql"
+    ).read_text() == "{{ stage_source('crm', 'contacts') }}\n"
+    with pytest.raises(DeclarationError, match="already exists"):
+        add_source(draft, project)
+
+
+# --- The README's "Add a source", end to end -----------------------------------------------------
+
+
+def readme_section() -> str:
+    text = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    return text.split("\n## Add a source\n", 1)[1].split("\n## ", 1)[0]
+
+
+def readme_commands(section: str) -> list[list[str]]:
+    """The `dataops` command lines of the section, in order."""
+    return [
+        shlex.split(line.strip())
+        for line in section.splitlines()
+        if line.strip().startswith(".venv/bin/dataops ")
+    ]
+
+
+def _tree_digest(folder: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(
+        p for p in folder.rglob("*") if p.is_file() and "__pycache__" not in p.parts
+    ):
+        digest.update(str(path.relative_to(folder)).encode() + path.read_bytes())
+    return digest.hexdigest()
+
+
+@pytest.mark.slow
+def test_a_new_source_is_onboarded_by_following_the_readme(tmp_path: Path):
+    # A copy of the whole project (dbt and Python), so the real one is not changed.
+    project = copy_project(tmp_path / "project")
+    shutil.copytree(
+        REPO_ROOT / "orchestration",
+        project / "orchestration",
+        ignore=shutil.ignore_patterns("__pycache__"),
+    )
+    code_before = {part: _tree_digest(project / part) for part in ("macros", "orchestration")}
+    home = tmp_path / "home"
+    env = platform_env(home)
+    env["DBT_PROFILES_DIR"] = str(project / "profiles")
+
+    # Step 1: the files land where the README says (.dataops/ is DATAOPS_HOME).
+    write_crm_files(home / "landing")
+    section = readme_section()
+    commands = readme_commands(section)
+    assert [c[:3] for c in commands] == [
+        [".venv/bin/dataops", "sources", "add"],
+        [".venv/bin/dataops", "sources", "sync"],
+        [".venv/bin/dataops", "ingest", "--source"],
+        [".venv/bin/dataops", "build", "--select"],
+    ]
+
+    def run(command: list[str]) -> str:
+        arguments = [a.replace(".dataops/", f"{home}/") for a in command[1:]]
+        result = subprocess.run(
+            [sys.executable, "-m", "orchestration.cli", *arguments],
+            cwd=project,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+        output = result.stdout + result.stderr
+        assert result.returncode == 0, f"{shlex.join(command)}\n{output}"
+        return output
+
+    # Step 2: draft the declaration from the sample.
+    drafted = run(commands[0])
+    assert "wrote models/staging/crm/_crm__sources.yml" in drafted
+    # Step 3: the review edit shown in the README, under the column `Status`.
+    snippet = re.search(r"```yaml\n(.*?)```", section, flags=re.DOTALL).group(1)
+    edit = yaml.safe_load(snippet)["meta"]
+    declaration = project / "models/staging/crm/_crm__sources.yml"
+    document = yaml.safe_load(declaration.read_text(encoding="utf-8"))
+    status = next(
+        c for c in document["sources"][0]["tables"][0]["columns"] if c["name"] == "Status"
+    )
+    status.setdefault("meta", {}).update(edit)
+    declaration.write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
+    run(commands[1])
+    run([".venv/bin/dataops", "sources", "sync", "--check"])
+    # Step 4: ingest and build.
+    ingested = run(commands[2])
+    assert re.search(r"crm\s+2 files loaded\s+5 rows", ingested), ingested
+    built = run(commands[3])
+    assert "1 warned, 0 failed" in built, built
+
+    results = {
+        r["unique_id"].split(".")[2].split("_stg_")[0]: (r["status"], r["failures"])
+        for r in json.loads((home / "target" / "run_results.json").read_text())["results"]
+    }
+    assert results["stg_crm__contacts"] == ("success", None)
+    assert results["unique"] == results["not_null"] == ("pass", 0)
+    assert results["accepted_values"] == ("pass", 0)
+    assert results["expression_is_true"] == ("warn", 1), "the n/a lifetime value is counted"
+    with duckdb.connect(str(home / "warehouse_dev.duckdb"), read_only=True) as con:
+        rows = con.execute(
+            "select contact_id, first_name, e_mail, status, country, lifetime_value, "
+            "_cast_failures from staging.stg_crm__contacts order by 1"
+        ).fetchall()
+    assert [row[0] for row in rows] == [1, 2, 3, 4]
+    contact = rows[0]
+    assert contact[2] == hashlib.md5(b"jose.new@example.com").hexdigest(), "latest version, hashed"
+    assert contact[1] == hashlib.md5("José".encode()).hexdigest(), "latin-1 decoded, then hashed"
+    assert contact[3:6] == ("inactive", "de", 15)
+    assert rows[3][5] is None and rows[3][6] == 1
+    # Nothing but configuration was added.
+    assert code_before == {
+        part: _tree_digest(project / part) for part in ("macros", "orchestration")
+    }
