@@ -173,6 +173,14 @@ class Landing(_Strict):
     format: Literal["csv", "jsonl", "parquet"]
     options: CsvOptions = CsvOptions()
     pattern: str | None = Field(None, description="Glob of the files to load; default by format.")
+    # Ingestion policies (docs/source-declarations.md, "Schema drift and bad files"); a table may
+    # override its source's value under config.meta.landing.
+    schema_drift: Literal["additive", "strict"] = Field(
+        "additive", description="additive: new columns load; strict: any difference quarantines"
+    )
+    duplicate_keys: Literal["quarantine", "keep"] = Field(
+        "quarantine", description="a primary key twice in one file: quarantine it or keep both"
+    )
 
     @field_validator("path")
     @classmethod
