@@ -23,6 +23,7 @@ from orchestration.registry import (
     IDENTIFIER,
     DeclarationError,
     _snake_case,
+    declaration_files,
     parse_sources_file,
 )
 from orchestration.settings import PROJECT_DIR
@@ -68,6 +69,7 @@ class Draft:
     options: dict = field(default_factory=dict)
     timezone: str | None = None
     notes: list[str] = field(default_factory=list)
+    database: str | None = None
 
     def document(self) -> dict:
         landing: dict = {"path": f"{self.source}/{{table}}", "format": self.format}
@@ -104,6 +106,7 @@ class Draft:
                 {
                     "name": self.source,
                     "description": f"Files of {self.source}; drafted from {self.sample.name}.",
+                    **({"database": self.database} if self.database else {}),
                     "schema": f"raw_{self.source}",
                     "loader": "dataops ingestion",
                     "config": {
@@ -420,6 +423,15 @@ def _guess_primary_key(
     return candidates[0].staged_name
 
 
+def house_database(project_dir: Path = PROJECT_DIR) -> str | None:
+    """The `database:` every declared source shares (e.g. a var for PR builds), if any."""
+    values = set()
+    for path in declaration_files(project_dir):
+        document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        values.update(source.get("database") for source in document.get("sources") or [])
+    return values.pop() if len(values) == 1 else None
+
+
 def declaration_path(source: str, project_dir: Path = PROJECT_DIR) -> Path:
     return project_dir / "models" / "staging" / source / f"_{source}__sources.yml"
 
@@ -433,6 +445,7 @@ def add_source(draft: Draft, project_dir: Path = PROJECT_DIR) -> list[Path]:
             "`dataops sources add ... --print`) or choose another source name"
         )
     path.parent.mkdir(parents=True, exist_ok=True)
+    draft.database = draft.database or house_database(project_dir)
     path.write_text(draft.yaml(), encoding="utf-8")
     try:
         parse_sources_file(path)
@@ -532,6 +545,7 @@ def cmd_add(args, settings) -> int:
         timezone=args.timezone,
     )
     if args.print_only:
+        draft.database = house_database()
         print(draft.yaml())
         return 0
     print(report(draft, add_source(draft)))
