@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -103,20 +104,32 @@ def test_a_new_file_loads_only_its_own_rows(landing: Path, tmp_path: Path):
     assert total == first.rows_loaded + 2
 
 
-def test_a_file_that_cannot_be_loaded_is_recorded_and_does_not_block_the_others(
+def test_a_file_that_cannot_be_loaded_is_quarantined_and_does_not_block_the_others(
     landing: Path, tmp_path: Path
 ):
     warehouse = tmp_path / "warehouse.duckdb"
     sessions = next(t for t in REGISTRY if t.key == "web.sessions")
-    (sessions.landing_dir(landing) / "sessions_broken.parquet").write_bytes(b"not parquet at all")
+    good = sessions.landed_files(landing)
+    broken = sessions.landing_dir(landing) / "sessions_broken.parquet"
+    broken.write_bytes(b"not parquet at all")
 
     summary = ingest(warehouse, landing, [sessions])
 
     assert len(summary.errors) == 1 and "sessions_broken.parquet" in summary.errors[0]
-    assert summary.files_loaded == len(sessions.landed_files(landing)) - 1
+    assert summary.files_loaded == len(good)
+    # moved out of the landing folder, beside a reason that names the rule
+    assert not broken.exists() and sessions.landed_files(landing) == good
+    moved = landing / "_quarantine" / "web" / "sessions" / "sessions_broken.parquet"
+    assert moved.read_bytes() == b"not parquet at all"
+    reason = json.loads(moved.with_name(moved.name + ".reason.json").read_text())
+    assert reason["rule"] == "not_parquet" and "magic bytes" in reason["message"]
     with duckdb.connect(str(warehouse)) as con:
-        failed = con.execute(
-            "select file_name, error from platform.load_ledger where status = 'failed'"
+        quarantined = con.execute(
+            "select file_name, error, quarantine_path from platform.load_ledger "
+            "where status = 'quarantined'"
         ).fetchall()
-    assert [name for name, _ in failed] == ["sessions_broken.parquet"]
-    assert failed[0][1]
+        [(event_file,)] = con.execute(
+            "select file_name from platform.events where event_type = 'file.quarantined'"
+        ).fetchall()
+    assert [name for name, *_ in quarantined] == ["sessions_broken.parquet"] == [event_file]
+    assert quarantined[0][1] and quarantined[0][2] == str(moved)

@@ -1,0 +1,481 @@
+"""Validation of a landed file against its source declaration, before anything is loaded.
+
+A file is first read whole into a temporary table (:func:`stage`): CSV and JSON lines as text,
+Parquet with its own types. Reading fails on anything the declared format and encoding cannot
+parse (unclosed quote, wrong field count, bytes that are not UTF-8, malformed JSON, a line that is
+not a JSON object, a file that is not Parquet, a corrupt archive, an oversized line), and the
+error is turned into a :class:`Violation` with its line. :func:`validate` then checks the staged
+rows set-based inside DuckDB (one aggregate query plus one group-by, never row by row in Python):
+
+- required columns: every declared column (except ``meta.expression`` ones) is in the file;
+- schema drift (``landing.schema_drift``): ``additive`` accepts undeclared columns (they are added
+  to the raw table), ``strict`` rejects them; a column whose type differs from the raw table's
+  (Parquet) is rejected under both;
+- castable: each value of a non-string column converts to the declared ``data_type`` the way
+  staging will convert it (same trimming, case and coded-value mapping; ``safe_cast`` columns are
+  exempt: staging counts their failures instead);
+- no NUL byte in any text value;
+- primary key: never null or blank, and unique within the file unless the declaration says
+  ``duplicate_keys: keep``.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from orchestration.registry import LINEAGE_COLUMNS, Column, SourceTable
+
+INCOMING = "_dataops_incoming"
+MAX_VALUE_CHARS = 200
+MAX_MESSAGE_CHARS = 600
+
+
+@dataclass
+class Violation:
+    """One reason a file cannot be loaded (``row``: data record from 1; ``line``: file line)."""
+
+    rule: str
+    message: str
+    column: str | None = None
+    row: int | None = None
+    line: int | None = None
+    value: str | None = None
+    count: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class FileRejected(Exception):
+    def __init__(self, violations: list[Violation]):
+        super().__init__("; ".join(v.message for v in violations))
+        self.violations = violations
+
+
+@dataclass
+class StagedFile:
+    """A file read into the temporary table INCOMING: its columns (name -> type) and row count."""
+
+    path: Path
+    columns: dict[str, str]
+    rows: int
+    added_columns: list[str] = field(default_factory=list)
+
+
+def _literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def quote(identifier: str) -> str:
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+def _short(value: object) -> str | None:
+    if value is None:
+        return None
+    text = str(value)
+    return text if len(text) <= MAX_VALUE_CHARS else text[:MAX_VALUE_CHARS] + "..."
+
+
+# --- Reading ---------------------------------------------------------------------------------
+READ_ERRORS = (  # (pattern in DuckDB's message, rule)
+    ("invalid unicode", "encoding"),
+    ("not utf-8", "encoding"),
+    ("unterminated quote", "unclosed_quote"),
+    ("expected number of columns", "column_count"),
+    ("maximum line size", "line_too_long"),
+    ("gzip", "compression"),
+    ("zstd", "compression"),
+    ("magic bytes", "not_parquet"),
+    ("parquet", "not_parquet"),
+    ("expected object", "not_json_object"),
+    ("malformed json", "malformed_json"),
+)
+
+
+def _compression(table: SourceTable, path: Path) -> str:
+    declared = table.landing.options.compression
+    if declared != "auto":
+        return declared
+    if path.name.endswith(".gz"):
+        return "gzip"
+    if path.name.endswith(".zst"):
+        return "zstd"
+    return "none"
+
+
+def explain_read_error(error: Exception) -> Violation:
+    """A short, line-numbered violation from a DuckDB read error (no echo of huge lines)."""
+    text = str(error)
+    line_match = re.search(r"CSV Error on Line: (\d+)|in line (\d+)", text)
+    line = int(next(g for g in line_match.groups() if g)) if line_match else None
+    kept: list[str] = []
+    skipping = False
+    for raw in text.splitlines():
+        stripped = raw.strip()
+        if stripped.startswith("Original Line"):
+            skipping = True
+            continue
+        if skipping and stripped:
+            continue
+        skipping = False
+        if not stripped or stripped.startswith(("Possible", "*", "LINE ", "^")):
+            if stripped.startswith("Possible"):
+                break
+            continue
+        kept.append(stripped)
+    message = " ".join(kept)
+    if len(message) > MAX_MESSAGE_CHARS:
+        message = message[:MAX_MESSAGE_CHARS] + "..."
+    lowered = text.lower()
+    rule = next((rule for pattern, rule in READ_ERRORS if pattern in lowered), "unreadable")
+    return Violation(rule=rule, message=message, line=line)
+
+
+def _csv_header(table: SourceTable, path: Path) -> list[str]:
+    """The header record, parsed with the declared dialect and encoding (a BOM is dropped)."""
+    options = table.landing.options
+    encoding = {"utf-8": "utf-8-sig"}.get(options.encoding, options.encoding)
+    compression = _compression(table, path)
+    try:
+        if compression not in ("gzip", "none"):
+            return []  # zstd: DuckDB reads the header (see stage)
+        opened = gzip.open(path, "rb") if compression == "gzip" else path.open("rb")
+        with io.TextIOWrapper(opened, encoding=encoding, newline="") as handle:
+            record = next(
+                csv.reader(handle, delimiter=options.delimiter, quotechar=options.quote), []
+            )
+    except UnicodeDecodeError as error:
+        raise FileRejected(
+            [Violation("encoding", f"header is not {options.encoding}: {error}", line=1)]
+        ) from None
+    except (OSError, EOFError, csv.Error) as error:
+        rule = "compression" if compression != "none" else "unreadable"
+        raise FileRejected([Violation(rule, f"cannot read the header: {error}", line=1)]) from None
+    return record
+
+
+def _check_header(names: list[str]) -> None:
+    violations = []
+    seen: dict[str, str] = {}
+    for position, name in enumerate(names, start=1):
+        if not name.strip():
+            violations.append(
+                Violation("invalid_header", f"header field {position} is empty", line=1)
+            )
+        elif name.lower() in seen:
+            violations.append(
+                Violation(
+                    "invalid_header",
+                    f"column {name!r} appears twice in the header",
+                    column=name,
+                    line=1,
+                )
+            )
+        seen[name.lower()] = name
+    if violations:
+        raise FileRejected(violations)
+
+
+def _declared(table: SourceTable) -> list[Column]:
+    """Columns that must be in the file (``meta.expression`` columns are computed in staging)."""
+    return [c for c in table.columns if not c.meta.expression]
+
+
+def stage(con: duckdb.DuckDBPyConnection, table: SourceTable, path: Path) -> StagedFile:
+    """Read the whole file into the temporary table INCOMING; raise FileRejected if unreadable."""
+    if path.stat().st_size == 0:
+        raise FileRejected(
+            [
+                Violation(
+                    "empty_file",
+                    "the file is empty (0 bytes): a delivery with no rows must "
+                    "still carry its header (CSV) or be a valid file; deliver it again",
+                )
+            ]
+        )
+    landing = table.landing
+    compression = _compression(table, path)
+    if landing.format == "csv":
+        options = landing.options
+        if options.header:
+            names = _csv_header(table, path)
+            if not names and compression == "zstd":
+                described = con.execute(
+                    "describe select * from read_csv(?, header = true, all_varchar = true, "
+                    f"delim = {_literal(options.delimiter)}, quote = {_literal(options.quote)}, "
+                    f"compression = 'zstd')",
+                    [str(path)],
+                ).fetchall()
+                names = [row[0] for row in described]
+            if not names or names == [""]:
+                raise FileRejected(
+                    [Violation("invalid_header", "the first line has no header", line=1)]
+                )
+            _check_header(names)
+        else:
+            names = [c.name for c in _declared(table)]
+        columns = ", ".join(f"{_literal(n)}: 'VARCHAR'" for n in names)
+        reader = (
+            f"read_csv(?, auto_detect = false, header = {str(options.header).lower()}, "
+            f"columns = {{{columns}}}, delim = {_literal(options.delimiter)}, "
+            f"quote = {_literal(options.quote)}, escape = {_literal(options.quote)}, "
+            f"encoding = {_literal(options.encoding)}, compression = {_literal(compression)}, "
+            "strict_mode = true)"
+        )
+    elif landing.format == "jsonl":
+        try:
+            keys = [
+                row[0]
+                for row in con.execute(
+                    "select distinct unnest(json_keys(json)) from "
+                    f"read_ndjson_objects(?, compression = {_literal(compression)})",
+                    [str(path)],
+                ).fetchall()
+            ]
+        except duckdb.Error as error:
+            raise FileRejected([explain_read_error(error)]) from None
+        declared = [c.name for c in _declared(table)]
+        lowered = {k.lower() for k in declared}
+        names = declared + sorted(k for k in keys if k.lower() not in lowered)
+        columns = ", ".join(f"{_literal(n)}: 'VARCHAR'" for n in names)
+        reader = (
+            "read_json(?, format = 'newline_delimited', "
+            f"columns = {{{columns}}}, compression = {_literal(compression)})"
+        )
+        # A declared key that no record carries is a removed column, not a column of nulls.
+        present = {k.lower() for k in keys}
+        missing = [n for n in declared if n.lower() not in present]
+    else:
+        reader = "read_parquet(?)"
+    try:
+        con.execute(
+            f"create or replace temp table {INCOMING} as select * from {reader}", [str(path)]
+        )
+    except duckdb.Error as error:
+        raise FileRejected([explain_read_error(error)]) from None
+    described = con.execute(f"describe {INCOMING}").fetchall()
+    file_columns = {row[0]: row[1] for row in described}
+    if landing.format == "jsonl":
+        for name in missing:
+            file_columns.pop(name, None)
+    rows = con.execute(f"select count(*) from {INCOMING}").fetchone()[0]
+    return StagedFile(path=path, columns=file_columns, rows=rows)
+
+
+# --- Checking ------------------------------------------------------------------------------
+def _normalise_type(data_type: str) -> str:
+    return re.sub(r"\s+", "", data_type.lower()).replace("int64", "bigint")
+
+
+def _staged_text(column: Column, raw: str) -> tuple[str, bool]:
+    """The expression staging casts, and whether it is text (see staging_column_text)."""
+    meta = column.meta
+    trim = column.is_string if meta.trim is None else meta.trim
+    if not (column.is_string or trim or meta.case or meta.values_map):
+        return raw, False
+    expression = f"cast({raw} as varchar)"
+    if trim:
+        expression = f"nullif(trim({expression}), '')"
+    if meta.case:
+        expression = f"{meta.case}({expression})"
+    if meta.values_map:
+        branches = " ".join(
+            f"when {_literal(code)} then {_literal(value)}"
+            for code, value in meta.values_map.items()
+        )
+        expression = f"case {expression} {branches} else {expression} end"
+    return expression, True
+
+
+def _position(
+    staged_format: str, row_id: int | None, header: bool
+) -> tuple[int | None, int | None]:
+    if row_id is None:
+        return None, None
+    row = int(row_id) + 1
+    if staged_format == "csv":
+        return row, row + (1 if header else 0)
+    if staged_format == "jsonl":
+        return row, row
+    return row, None
+
+
+def validate(
+    con: duckdb.DuckDBPyConnection,
+    table: SourceTable,
+    staged: StagedFile,
+    raw_columns: dict[str, str] | None,
+) -> list[Violation]:
+    """Check the staged file, set ``staged.added_columns``; return the violations (none: load)."""
+    landing = table.landing
+    by_lower = {name.lower(): name for name in staged.columns}
+    declared = _declared(table)
+    declared_lower = {c.name.lower() for c in declared}
+    violations: list[Violation] = []
+    found = ", ".join(staged.columns) or "none"
+    for column in declared:
+        if column.name.lower() not in by_lower:
+            violations.append(
+                Violation(
+                    "missing_column",
+                    f"declared column {column.name!r} is not in the file (columns found: {found})",
+                    column=column.name,
+                )
+            )
+    for name in staged.columns:
+        if name.lower() in {c.lower() for c in LINEAGE_COLUMNS}:
+            violations.append(
+                Violation(
+                    "reserved_column", f"column {name!r} is reserved for lineage", column=name
+                )
+            )
+    extras = [
+        n
+        for n in staged.columns
+        if n.lower() not in declared_lower and n.lower() not in {c.lower() for c in LINEAGE_COLUMNS}
+    ]
+    if extras and landing.schema_drift == "strict":
+        for name in extras:
+            violations.append(
+                Violation(
+                    "unexpected_column",
+                    f"column {name!r} is not declared and schema_drift is strict: declare it in "
+                    f"{table.declared_in} or set schema_drift: additive",
+                    column=name,
+                )
+            )
+    raw_lower = {k.lower(): v for k, v in (raw_columns or {}).items()}
+    for name, data_type in staged.columns.items():
+        known = raw_lower.get(name.lower())
+        if known is not None and _normalise_type(known) != _normalise_type(data_type):
+            violations.append(
+                Violation(
+                    "column_retyped",
+                    f"column {name!r} is {data_type} in the file but {known} in the raw table "
+                    f"{table.schema}.{table.name}",
+                    column=name,
+                    value=data_type,
+                )
+            )
+    if violations:
+        return violations
+    staged.added_columns = extras
+
+    checks: list[tuple[str, str, str, str]] = []  # (rule, column, failing condition, message)
+    for column in declared:
+        raw = quote(by_lower[column.name.lower()])
+        text, _ = _staged_text(column, raw)
+        file_type = staged.columns[by_lower[column.name.lower()]]
+        castable = (
+            column.is_string
+            or table.column_safe_cast(column)
+            or (
+                _normalise_type(file_type) == _normalise_type(column.data_type)
+                and not column.meta.values_map
+            )
+        )
+        if not castable:
+            checks.append(
+                (
+                    "type_cast",
+                    column.name,
+                    f"{text} is not null and try_cast({text} as {column.data_type}) is null",
+                    f"value does not convert to {column.data_type}",
+                )
+            )
+        if column.staged_name == table.primary_key:
+            key_text = text if column.is_string else raw
+            blank = (
+                f" or trim(cast({raw} as varchar)) = ''" if file_type.upper() == "VARCHAR" else ""
+            )
+            checks.append(
+                (
+                    "primary_key_null",
+                    column.name,
+                    f"{key_text} is null{blank}",
+                    f"primary key {table.primary_key!r} is null or blank",
+                )
+            )
+    for name, data_type in staged.columns.items():
+        if data_type.upper() == "VARCHAR":
+            checks.append(
+                ("nul_byte", name, f"contains({quote(name)}, chr(0))", "value contains a NUL byte")
+            )
+    if checks:
+        aggregates = []
+        for index, (_, column_name, condition, _) in enumerate(checks):
+            value = f"cast({quote(by_lower[column_name.lower()])} as varchar)"
+            aggregates.append(
+                f"count_if({condition}) as n{index}, "
+                f"min(rowid) filter (where {condition}) as r{index}, "
+                f"arg_min({value}, rowid) filter (where {condition}) as v{index}"
+            )
+        result = con.execute(f"select {', '.join(aggregates)} from {INCOMING}").fetchone()
+        for index, (rule, column_name, _, message) in enumerate(checks):
+            count, row_id, value = result[3 * index : 3 * index + 3]
+            if count:
+                row, line = _position(landing.format, row_id, landing.options.header)
+                violations.append(
+                    Violation(
+                        rule,
+                        f"{message}: column {column_name!r}, row {row}"
+                        + (f" (line {line})" if line else "")
+                        + f", value {_short(value)!r}"
+                        + (f" and {count - 1} more row(s)" if count > 1 else ""),
+                        column=column_name,
+                        row=row,
+                        line=line,
+                        value=_short(value),
+                        count=int(count),
+                    )
+                )
+    if violations or landing.duplicate_keys == "keep":
+        return violations
+    key_column = next((c for c in declared if c.staged_name == table.primary_key), None)
+    if key_column is None:
+        return violations
+    raw = quote(by_lower[key_column.name.lower()])
+    key, _ = _staged_text(key_column, raw)
+    duplicates = con.execute(
+        f"""
+        with duplicated as (
+            select {key} as k, count(*) as n, min(rowid) as first_row,
+                arg_min(rowid, rowid) as first_id, max(rowid) as last_row
+            from {INCOMING}
+            where {key} is not null
+            group by 1
+            having count(*) > 1
+        )
+        select count(*), sum(n), arg_min(cast(k as varchar), first_row), min(first_row),
+            arg_min(last_row, first_row)
+        from duplicated
+        """
+    ).fetchone()
+    keys, rows, value, first_id, second_id = duplicates
+    if keys:
+        row, line = _position(landing.format, first_id, landing.options.header)
+        again, again_line = _position(landing.format, second_id, landing.options.header)
+        where = f"line {line} and {again_line}" if line else f"row {row} and {again}"
+        violations.append(
+            Violation(
+                "primary_key_duplicate",
+                f"primary key {table.primary_key!r} value {_short(value)!r} appears more than once "
+                f"in the file ({where}); {keys} key(s) repeated over {rows} rows. If this table's "
+                "files legitimately repeat keys, declare duplicate_keys: keep",
+                column=key_column.name,
+                row=row,
+                line=line,
+                value=_short(value),
+                count=int(keys),
+            )
+        )
+    return violations
