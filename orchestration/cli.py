@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from orchestration import onboarding, staging_sync
 from orchestration.cicd.commands import add_commands as add_cicd_commands
 from orchestration.dbt_cli import DbtOutcome, dbt_args, run_dbt
+from orchestration.engines import cli as engines_cli
 from orchestration.ingestion.loader import IngestionSummary, ingest
 from orchestration.manifest import add_dbt_commands
 from orchestration.project_rules.commands import add_lint_commands
@@ -145,6 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     onboarding.add_parser(sources_commands)  # sources add <name> --sample <file>
     add_lint_commands(commands)  # lint sql|rules
     add_dbt_commands(commands)  # dbt prepare (the manifest Dagster loads)
+    engines_cli.add_parser(commands)
     add_cicd_commands(commands)  # pr build|report|teardown, janitor, deploy
     return parser
 
