@@ -13,6 +13,7 @@ from orchestration.dbt_cli import DbtOutcome, dbt_args, run_dbt
 from orchestration.engines import cli as engines_cli
 from orchestration.ingestion.loader import IngestionSummary, ingest
 from orchestration.manifest import add_dbt_commands
+from orchestration.observability.commands import add_commands as add_observability_commands
 from orchestration.project_rules.commands import add_lint_commands
 from orchestration.registry import DeclarationError, load_registry, select_tables
 from orchestration.settings import TARGETS, Settings, load_settings
@@ -148,6 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_dbt_commands(commands)  # dbt prepare (the manifest Dagster loads)
     engines_cli.add_parser(commands)
     add_cicd_commands(commands)  # pr build|report|teardown, janitor, deploy
+    add_observability_commands(commands)  # report, elementary setup|report
     return parser
 
 

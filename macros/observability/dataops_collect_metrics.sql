@@ -14,7 +14,7 @@
         {%- do existing.append(spec) -%}
     {%- endfor -%}
     {%- if existing | length == 0 -%}{{ return('') }}{%- endif -%}
-    {%- set float = dbt.type_float() -%}
+    {%- set float = dataops_type_double() -%}
     {%- set ctes = [] -%}
     {%- set selects = [] -%}
     {%- for spec in existing -%}
@@ -166,4 +166,14 @@ select {{ dataops_as_of() }}, '{{ invocation_id }}', * from measured;
 
 {% macro duckdb__dataops_epoch_us(expression) -%}
     epoch_us({{ expression }})
+{%- endmacro %}
+
+
+{#- A 64-bit float type (dbt.type_float() is 32-bit on DuckDB: too coarse for watermarks). -#}
+{% macro dataops_type_double() -%}
+    {{ return(adapter.dispatch('dataops_type_double', 'dataops')()) }}
+{%- endmacro %}
+
+{% macro default__dataops_type_double() -%}
+    double precision
 {%- endmacro %}

@@ -18,7 +18,7 @@ insert into platform.events (
     '{{ invocation_id }}', {{ dataops_literal(env_var('DAGSTER_RUN_ID', '') or none) }},
     {{ dataops_literal('dbt ' ~ flags.WHICH) }},
     {{ dataops_literal(tojson({'command': flags.WHICH, 'target': target.name,
-        'selector': invocation_args_dict.get('select'), 'as_of': var('dataops_as_of', none)})) }}
+        'selector': invocation_args_dict.get('select'), 'as_of': var('dataops_as_of', none) or env_var('DATAOPS_AS_OF', '') or none})) }}
 );
 {{ dataops_collect_metrics(sources) }}
 {%- endmacro %}

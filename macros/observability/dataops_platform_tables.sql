@@ -44,14 +44,17 @@ create table if not exists platform.metric_history (
 {%- endmacro %}
 
 
-{#- The measurement time of this invocation: var `dataops_as_of` (a simulated clock) or the start. -#}
+{#-
+    The measurement time of this invocation (UTC): var `dataops_as_of` or env DATAOPS_AS_OF (a
+    simulated clock, for replaying days; the env var keeps dbt's partial parsing), else the start.
+-#}
 {% macro dataops_as_of() -%}
-    {%- set as_of = var('dataops_as_of', none) -%}
+    {%- set as_of = var('dataops_as_of', none) or env_var('DATAOPS_AS_OF', '') or none -%}
     {%- if as_of is none -%}
         {%- set as_of = run_started_at.strftime('%Y-%m-%d %H:%M:%S') -%}
     {%- elif not modules.re.fullmatch('[0-9]{4}-[0-9]{2}-[0-9]{2}([ T][0-9:.]+)?', as_of | string) -%}
         {{ exceptions.raise_compiler_error(
-            "var dataops_as_of is '" ~ as_of ~ "': expected a UTC timestamp like 2025-01-31 23:00:00.") }}
+            "var dataops_as_of (or env DATAOPS_AS_OF) is '" ~ as_of ~ "': expected a UTC timestamp like 2025-01-31 23:00:00.") }}
     {%- endif -%}
     cast('{{ as_of }}' as timestamp)
 {%- endmacro %}
