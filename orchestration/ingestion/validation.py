@@ -101,6 +101,12 @@ READ_ERRORS = (  # (pattern in DuckDB's message, rule)
 )
 
 
+EXPLANATION = re.compile(
+    r"(Expected Number of Columns|Maximum line size|Value with unterminated quote|"
+    r"Invalid unicode|Invalid Input Error|The file|Error when)"
+)
+
+
 def _compression(table: SourceTable, path: Path) -> str:
     declared = table.landing.options.compression
     if declared != "auto":
@@ -117,22 +123,17 @@ def explain_read_error(error: Exception) -> Violation:
     text = str(error)
     line_match = re.search(r"CSV Error on Line: (\d+)|in line (\d+)", text)
     line = int(next(g for g in line_match.groups() if g)) if line_match else None
-    kept: list[str] = []
-    skipping = False
-    for raw in text.splitlines():
-        stripped = raw.strip()
-        if stripped.startswith("Original Line"):
-            skipping = True
-            continue
-        if skipping and stripped:
-            continue
-        skipping = False
-        if not stripped or stripped.startswith(("Possible", "*", "LINE ", "^")):
-            if stripped.startswith("Possible"):
-                break
-            continue
-        kept.append(stripped)
-    message = " ".join(kept)
+    # DuckDB's first line says what and where; the explanation follows the echoed original line
+    # (which may be huge), then hints and the reader's settings, which are left out.
+    first, *rest = text.splitlines() or [""]
+    kept = [first[:MAX_MESSAGE_CHARS]]
+    kept += [line.strip() for line in rest if EXPLANATION.match(line.strip())]
+    message = " ".join(kept).replace(" Try auto-detecting the JSON format", "")
+    if line is not None and "Malformed JSON" in text:
+        # DuckDB 2.0 counts malformed-JSON lines from 2 (checked against files with a known bad
+        # line); report the file's own line number.
+        message = message.replace(f"in line {line}", f"in line {line - 1}")
+        line -= 1
     if len(message) > MAX_MESSAGE_CHARS:
         message = message[:MAX_MESSAGE_CHARS] + "..."
     lowered = text.lower()
@@ -148,11 +149,14 @@ def _csv_header(table: SourceTable, path: Path) -> list[str]:
     try:
         if compression not in ("gzip", "none"):
             return []  # zstd: DuckDB reads the header (see stage)
-        opened = gzip.open(path, "rb") if compression == "gzip" else path.open("rb")
-        with io.TextIOWrapper(opened, encoding=encoding, newline="") as handle:
-            record = next(
-                csv.reader(handle, delimiter=options.delimiter, quotechar=options.quote), []
-            )
+        with gzip.open(path, "rb") if compression == "gzip" else path.open("rb") as raw:
+            if options.encoding == "utf-16":  # two-byte newlines: let the codec split lines
+                first_line = io.TextIOWrapper(raw, encoding=encoding, newline="").readline()
+            else:  # decode the first line only, so a bad byte further down gets its own line
+                first_line = raw.readline(1 << 20).decode(encoding)
+        record = next(
+            csv.reader([first_line], delimiter=options.delimiter, quotechar=options.quote), []
+        )
     except UnicodeDecodeError as error:
         raise FileRejected(
             [Violation("encoding", f"header is not {options.encoding}: {error}", line=1)]
@@ -322,6 +326,14 @@ def validate(
     declared_lower = {c.name.lower() for c in declared}
     violations: list[Violation] = []
     found = ", ".join(staged.columns) or "none"
+    if landing.format == "csv" and len(staged.columns) == 1:
+        [only] = staged.columns
+        other = next((d for d in (";", "\t", "|", ",") if d in only), None)
+        if other and other != landing.options.delimiter:
+            found += (
+                f"; is the delimiter {other!r} instead of the declared "
+                f"{landing.options.delimiter!r}?"
+            )
     for column in declared:
         if column.name.lower() not in by_lower:
             violations.append(
