@@ -52,7 +52,7 @@ ui: manifest  ## Dagster UI + daemon on http://127.0.0.1:3000 (instance config: 
 	cp orchestration/instance/dagster.yaml "$(DAGSTER_HOME)/dagster.yaml"
 	set -m; DAGSTER_HOME="$(DAGSTER_HOME)" $(BIN)/dagster dev -h $(UI_HOST) -p $(UI_PORT) \
 	  -m orchestration.definitions & pid=$$!; echo $$pid > "$(DAGSTER_HOME)/ui.pid"; \
-	trap 'kill -TERM -- -$$pid 2>/dev/null' INT TERM; wait $$pid; wait $$pid; rm -f "$(DAGSTER_HOME)/ui.pid"
+	trap 'kill -INT -- -$$pid 2>/dev/null' INT TERM; wait $$pid; wait $$pid; rm -f "$(DAGSTER_HOME)/ui.pid"
 
 test: $(STAMP) system-deps  ## the whole test suite (slow end-to-end tests included)
 	$(BIN)/pytest

@@ -11,6 +11,7 @@ from dagster import (
     AutomationConditionSensorDefinition,
     DefaultSensorStatus,
     Definitions,
+    in_process_executor,
 )
 
 from orchestration.assets.dbt import build_dbt_assets
@@ -57,6 +58,8 @@ def build_definitions() -> Definitions:
             ),
         ],
         resources={"dbt": dbt_resource(settings)},
+        # One process per run: a step subprocess would import Dagster and the definitions again.
+        executor=in_process_executor,
     )
 
 

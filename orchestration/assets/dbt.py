@@ -54,60 +54,64 @@ def dbt_project(settings: Settings) -> DbtProject:
 
 
 def build_dbt_assets(manifest: Mapping[str, Any], settings: Settings) -> list[AssetsDefinition]:
-    """One definition for the unpartitioned dbt graph and one per partitioned model set."""
+    """The dbt graph as asset definitions, split around the partitioned models.
+
+    Without partitioned models: one definition. With them: what they are built from, the
+    partitioned models (daily partitions, backfills in one run), and everything else. The split
+    keeps the steps of a run acyclic: upstream -> partitioned -> the rest.
+    """
     translator = DataopsTranslator(manifest)
     project = dbt_project(settings)
     partitioned = partitioned_models(manifest)
-    definitions: list[AssetsDefinition] = []
+    common = {
+        "manifest": manifest,
+        "dagster_dbt_translator": translator,
+        "project": project,
+        "pool": WAREHOUSE_POOL,
+    }
+
+    def unpartitioned(name: str, select: str, exclude: str | None) -> AssetsDefinition:
+        @dbt_assets(name=name, select=select, exclude=exclude, **common)
+        def _dbt(context: AssetExecutionContext, dbt: DbtCliResource) -> Iterator[Any]:
+            yield from dbt.cli(["build"], context=context).stream()
+
+        return _dbt
+
+    if not partitioned:
+        return [unpartitioned("dbt_models", "fqn:*", None)]
+
+    nodes = [
+        n
+        for n in manifest["nodes"].values()
+        if n.get("resource_type") == "model" and n["name"] in partitioned
+    ]
+    declared = {str(daily_partitions(n)) for n in nodes}
+    if len(declared) > 1:
+        raise ValueError(
+            f"Partitioned models {partitioned} declare different meta.partitions; declare the "
+            "same daily_start for all of them."
+        )
+    models = " ".join(partitioned)
+    ancestors = " ".join(f"+{name}" for name in partitioned)
 
     @dbt_assets(
-        manifest=manifest,
-        exclude=" ".join(partitioned) or None,
-        dagster_dbt_translator=translator,
-        project=project,
-        pool=WAREHOUSE_POOL,
-        name="dbt_models",
+        name="dbt_partitioned_models",
+        select=models,
+        partitions_def=daily_partitions(nodes[0]),
+        backfill_policy=BackfillPolicy.single_run(),
+        **common,
     )
-    def dbt_models(context: AssetExecutionContext, dbt: DbtCliResource) -> Iterator[Any]:
-        yield from dbt.cli(["build"], context=context).stream()
+    def dbt_partitioned_models(
+        context: AssetExecutionContext, dbt: DbtCliResource
+    ) -> Iterator[Any]:
+        window = None
+        if context.has_partition_key or context.has_partition_key_range:
+            time_window = context.partition_time_window
+            window = (time_window.start.date(), time_window.end.date())
+        yield from dbt.cli(build_args(window), context=context).stream()
 
-    definitions.append(dbt_models)
-
-    if partitioned:
-        partitions = {
-            str(daily_partitions(n))
-            for n in manifest["nodes"].values()
-            if n.get("name") in partitioned and n.get("resource_type") == "model"
-        }
-        if len(partitions) > 1:
-            raise ValueError(
-                f"Partitioned models {partitioned} declare different meta.partitions; "
-                "declare the same daily_start for all of them."
-            )
-        first = next(
-            n
-            for n in manifest["nodes"].values()
-            if n.get("resource_type") == "model" and n.get("name") == partitioned[0]
-        )
-
-        @dbt_assets(
-            manifest=manifest,
-            select=" ".join(partitioned),
-            dagster_dbt_translator=translator,
-            project=project,
-            partitions_def=daily_partitions(first),
-            backfill_policy=BackfillPolicy.single_run(),
-            pool=WAREHOUSE_POOL,
-            name="dbt_partitioned_models",
-        )
-        def dbt_partitioned_models(
-            context: AssetExecutionContext, dbt: DbtCliResource
-        ) -> Iterator[Any]:
-            window = None
-            if context.has_partition_key or context.has_partition_key_range:
-                time_window = context.partition_time_window
-                window = (time_window.start.date(), time_window.end.date())
-            yield from dbt.cli(build_args(window), context=context).stream()
-
-        definitions.append(dbt_partitioned_models)
-    return definitions
+    return [
+        unpartitioned("dbt_upstream_of_partitioned", ancestors, models),
+        dbt_partitioned_models,
+        unpartitioned("dbt_models", "fqn:*", ancestors),
+    ]

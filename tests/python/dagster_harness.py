@@ -1,0 +1,217 @@
+"""Helpers for the Dagster end-to-end tests: a built platform home, real Dagster processes
+(daemon, or webserver + daemon through `make ui`) in their own process group, GraphQL, and
+landed-file variants that keep the sample data valid.
+
+Nothing here imports Dagster at module level: conftest imports the session fixture from here.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+import duckdb
+import pytest
+
+from orchestration.settings import REPO_ROOT
+
+INSTANCE_YAML = REPO_ROOT / "orchestration" / "instance" / "dagster.yaml"
+T = TypeVar("T")
+
+
+def wait_for(
+    what: str, probe: Callable[[], T | None], timeout: float = 420, interval: float = 1.0
+) -> T:
+    """Poll ``probe`` until it returns something truthy; fail naming ``what`` after ``timeout``.
+
+    The timeout only bounds a hang (it is generous: CI machines are shared); no test asserts speed.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"Timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(interval)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def dagster_platform(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A platform home built once (small sample, `dataops run`) whose landing folder was then
+    emptied into ``<home>/archive``: Dagster tests start from a warehouse with everything loaded
+    and land new files themselves. Copy it with :func:`clone_home` before changing it."""
+    from tests.python.conftest import SMALL, dataops
+
+    home = tmp_path_factory.mktemp("dagster_platform")
+    dataops(home, "generate", "--order-items", str(SMALL["order_items"]), "--days", str(SMALL["days"]))
+    dataops(home, "run")
+    (home / "landing").rename(home / "archive")
+    (home / "landing").mkdir()
+    return home
+
+
+def clone_home(built: Path, destination: Path) -> Path:
+    """A private copy of a built home (warehouse, archive, dbt target) for one test module.
+
+    The copy keeps the same relative layout; its DATAOPS_HOME differs, so the manifest is prepared
+    again for it by the caller (`dataops dbt prepare` or `make ui`)."""
+    shutil.copytree(built, destination, ignore=shutil.ignore_patterns("logs", "dagster_home"))
+    return destination
+
+
+def dagster_env(home: Path, dagster_home: Path, **extra: str) -> dict[str, str]:
+    from tests.python.conftest import platform_env
+
+    env = platform_env(home)
+    env.pop("ALERT_WEBHOOK_URL", None)
+    env.update({"DAGSTER_HOME": str(dagster_home), "PYTHONUNBUFFERED": "1", **extra})
+    return env
+
+
+def install_instance(dagster_home: Path) -> Path:
+    dagster_home.mkdir(parents=True, exist_ok=True)
+    shutil.copy(INSTANCE_YAML, dagster_home / "dagster.yaml")
+    return dagster_home
+
+
+class ProcessGroup:
+    """A command started in its own session/process group, stopped by that group id only."""
+
+    def __init__(self, args: list[str], env: dict[str, str], log: Path):
+        self.log = log
+        self._log_handle = log.open("ab")
+        self.process = subprocess.Popen(
+            args,
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=self._log_handle,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    @property
+    def pgid(self) -> int:
+        return self.process.pid
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def stop(self, first: int = signal.SIGINT, grace: float = 60) -> None:
+        for sig in (first, signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.killpg(self.pgid, sig)
+            except ProcessLookupError:
+                break
+            try:
+                self.process.wait(timeout=grace if sig != signal.SIGKILL else 10)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+        self._log_handle.close()
+
+    def tail(self, chars: int = 4000) -> str:
+        return self.log.read_text(errors="replace")[-chars:]
+
+
+def start_daemon(env: dict[str, str], log: Path) -> ProcessGroup:
+    daemon = str(Path(os.environ.get("VIRTUAL_ENV", REPO_ROOT / ".venv")) / "bin" / "dagster-daemon")
+    if not Path(daemon).exists():
+        daemon = str(REPO_ROOT / ".venv" / "bin" / "dagster-daemon")
+    return ProcessGroup([daemon, "run", "-m", "orchestration.definitions"], env, log)
+
+
+def prepare_manifest(home: Path) -> None:
+    from tests.python.conftest import dataops
+
+    dataops(home, "dbt", "prepare")
+
+
+def graphql(port: int, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/graphql",
+        data=json.dumps({"query": query, "variables": variables or {}}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=60) as response:
+        body = json.load(response)
+    if body.get("errors"):
+        raise AssertionError(f"GraphQL errors: {body['errors']}")
+    return body["data"]
+
+
+# --- landed files that keep the sample valid ------------------------------------------------
+
+
+def customer_redelivery(archive: Path, landing: Path, n: int) -> Path:
+    """A customers file re-delivering one customer with a changed first name and a later
+    ``updated_at`` (a profile change): new content, valid data, deduplicated by staging."""
+    source = sorted((archive / "shop" / "customers").glob("*.csv"))[0]
+    with source.open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    row = dict(rows[n % len(rows)])
+    row["first_name"] = f"Variant{n}"
+    updated = datetime.fromisoformat(row["updated_at"]) + timedelta(seconds=n + 1)
+    row["updated_at"] = updated.strftime("%Y-%m-%d %H:%M:%S")
+    folder = landing / "shop" / "customers"
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / f"customers_redelivery_{n:03d}.csv"
+    partial = folder / f".{target.name}.partial"
+    with partial.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerow(row)
+    partial.rename(target)  # land atomically, like an upload finishing
+    return target
+
+
+def extra_sessions(archive: Path, landing: Path, n: int) -> Path:
+    """A web sessions file with the first day's sessions under new session ids."""
+    source = sorted((archive / "web" / "sessions").glob("*.parquet"))[0]
+    folder = landing / "web" / "sessions"
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / f"sessions_extra_{n:03d}.parquet"
+    partial = folder / f".{target.name}.partial"
+    with duckdb.connect() as con:
+        con.execute(
+            f"copy (select * replace ('x{n:03d}' || session_id as session_id) "
+            f"from read_parquet('{source}') limit 20) to '{partial}' (format parquet)"
+        )
+    partial.rename(target)
+    return target
+
+
+def broken_customers(landing: Path) -> Path:
+    folder = landing / "shop" / "customers"
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / "customers_broken.csv"
+    target.write_text("these,are,not\nthe,declared,columns\n", encoding="utf-8")
+    return target
+
+
+def warehouse_query(home: Path, sql: str, params: list[Any] | None = None) -> list[tuple]:
+    """Read the warehouse, waiting while a run holds the write lock."""
+    from orchestration.sensors.alerts import with_warehouse_lock_retry
+
+    def read() -> list[tuple]:
+        with duckdb.connect(str(home / "warehouse_dev.duckdb"), read_only=True) as con:
+            return con.execute(sql, params or []).fetchall()
+
+    return with_warehouse_lock_retry(read)
