@@ -11,7 +11,8 @@ from orchestration import onboarding, staging_sync
 from orchestration.cicd.commands import add_commands as add_cicd_commands
 from orchestration.dbt_cli import DbtOutcome, dbt_args, run_dbt
 from orchestration.engines import cli as engines_cli
-from orchestration.ingestion.loader import IngestionSummary, ingest
+from orchestration.ingestion.commands import add_replay_command
+from orchestration.ingestion.loader import IngestionSummary, WarehouseLocked, ingest
 from orchestration.manifest import add_dbt_commands
 from orchestration.observability.commands import add_commands as add_observability_commands
 from orchestration.project_rules.commands import add_lint_commands
@@ -150,6 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     engines_cli.add_parser(commands)
     add_cicd_commands(commands)  # pr build|report|teardown, janitor, deploy
     add_observability_commands(commands)  # report, elementary setup|report
+    add_replay_command(commands)  # replay <quarantined file>
     return parser
 
 
@@ -161,6 +163,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DeclarationError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except WarehouseLocked as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 3
 
 
 if __name__ == "__main__":
