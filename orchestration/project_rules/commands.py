@@ -55,6 +55,11 @@ def render(outcome: Outcome, manifest: dict[str, Any], exceptions_file: Path) ->
             "  fix: remove the entry from the exceptions file\n"
         )
     status = "OK" if outcome.ok else "FAILED"
+    if outcome.violations:
+        lines.append(
+            f"Where a rule truly does not apply, add an exception with its reason to "
+            f"{exceptions_file.name} (reviewed like code); `--list` shows the rules.\n"
+        )
     lines.append(
         f"Project rules {status}: {len(RULES)} rules on {model_count} models and "
         f"{source_count} source tables: {len(outcome.violations)} violations, "

@@ -1,0 +1,201 @@
+"""SQL lint (sqlfluff, dbt templater on the in-memory lint target) and the pre-commit hooks.
+
+Real sqlfluff runs on a temp copy of the project; the pre-commit tests run the real hooks in a
+temp clone of the committed repository (as CI and a fresh clone would), with the project's venv.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from orchestration.settings import REPO_ROOT
+from tests.python.conftest import platform_env
+from tests.python.dbt_project_copy import copy_project
+
+# Upper case, but consistently so within each category: sqlfluff's default policy ("consistent")
+# accepts this file, so only correctly spelt `lower` policies flag it.
+CAPITALISED = """\
+SELECT
+    ORDER_ID,
+    COALESCE(PAID_AMOUNT, 0) AS PAID,
+    CAST(ORDER_AMOUNT AS DECIMAL(18, 2)) AS AMOUNT,
+    NULL AS NO_VALUE,
+    TRUE AS IS_TRUE
+FROM {{ ref('fct_orders') }}
+"""
+CAPITALISATION_CODES = {
+    "CP01": "keywords",  # capitalisation_policy
+    "CP02": "identifiers",  # extended_capitalisation_policy
+    "CP03": "functions",  # extended_capitalisation_policy
+    "CP04": "literals",  # capitalisation_policy
+    "CP05": "types",  # extended_capitalisation_policy
+}
+
+# The other conventions of STYLE.md, one violation each.
+UNSTYLED = """\
+select
+    o.order_id
+    , o.customer_id
+    , count(*) order_count
+    , {long_expression} as too_long
+from {{ ref('fct_orders') }} o
+join {{ ref('dim_customers') }} as customers
+    on o.customer_id = customers.customer_id
+group by o.order_id, o.customer_id
+""".replace("{long_expression}", " + ".join(["o.order_id"] * 9))
+STYLE_CODES = {
+    "AL01": "implicit table alias",
+    "AL02": "implicit column alias",
+    "AL06": "one-letter alias",
+    "AM05": "bare join instead of inner join",
+    "AM06": "group by column names instead of positions",
+    "LT04": "leading comma",
+    "LT05": "line over 100 characters",
+}
+
+
+def lint_sql(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`python -m orchestration.project_rules lint sql` (what the pre-commit hook runs)."""
+    return subprocess.run(
+        [sys.executable, "-m", "orchestration.project_rules", "lint", "sql",
+         "--project-dir", str(project), *args],
+        cwd=project,
+        env=platform_env(project / ".dataops"),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+
+
+def codes_by_file(output: str, root: Path | None = None) -> dict[str, set[str]]:
+    """sqlfluff's human output parsed to {file relative to root: {rule codes}}."""
+    found: dict[str, set[str]] = {}
+    current = None
+    for line in output.splitlines():
+        if match := re.match(r"== \[(.+)\] FAIL", line):
+            current = match.group(1)
+            if root and Path(current).is_absolute():
+                current = str(Path(current).relative_to(root))
+            found[current] = set()
+        elif current and (match := re.match(r"L:\s*\d+ \| P:\s*\d+ \| (\w+) \|", line)):
+            found[current].add(match.group(1))
+    return found
+
+
+@pytest.fixture(scope="module")
+def lint_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    project = copy_project(tmp_path_factory.mktemp("lint") / "project")
+    for name in (".sqlfluff", ".sqlfluffignore"):
+        shutil.copy(REPO_ROOT / name, project / name)
+    (project / "models/marts/core/fct_capitalised.sql").write_text(CAPITALISED)
+    (project / "models/marts/core/fct_unstyled.sql").write_text(UNSTYLED)
+    return project
+
+
+@pytest.mark.slow
+def test_models_lint_clean_and_each_style_key_is_enforced(lint_project: Path):
+    result = lint_sql(lint_project)  # every model and singular test, as `make lint` does
+    assert result.returncode == 1, result.stdout + result.stderr
+    found = codes_by_file(result.stdout, lint_project)
+    capitalised = found.pop("models/marts/core/fct_capitalised.sql", set())
+    unstyled = found.pop("models/marts/core/fct_unstyled.sql", set())
+    assert found == {}, f"the project's own models must lint clean:\n{result.stdout}"
+    assert set(CAPITALISATION_CODES) <= capitalised, result.stdout
+    missing = {code: what for code, what in STYLE_CODES.items() if code not in unstyled}
+    assert not missing, f"not enforced: {missing}\n{result.stdout}"
+    # compiling against the in-memory lint target never creates a warehouse file
+    assert not list(lint_project.rglob("*.duckdb"))
+    assert not (lint_project / ".dataops").exists()
+
+
+@pytest.mark.slow
+def test_fix_rewrites_a_model_to_the_style(lint_project: Path):
+    model = lint_project / "models/marts/core/fct_capitalised.sql"
+    model.write_text(CAPITALISED)
+    fixed = lint_sql(lint_project, "--fix", str(model))
+    assert "fct_capitalised.sql" in fixed.stdout, fixed.stdout + fixed.stderr
+    assert model.read_text() == CAPITALISED.lower().replace("{{ ref('fct_orders') }}",
+                                                            "{{ ref('fct_orders') }}")
+    relint = lint_sql(lint_project, str(model))
+    assert relint.returncode == 0, relint.stdout + relint.stderr
+
+
+def test_a_misspelt_capitalisation_key_would_be_ignored(tmp_path: Path):
+    """The control for the test above: with the well-known misspelling, CP03 goes silent."""
+    config = (REPO_ROOT / ".sqlfluff").read_text()
+    section = "[sqlfluff:rules:capitalisation.functions]\n"
+    assert f"{section}extended_capitalisation_policy = lower" in config
+    misspelt = config.replace(
+        f"{section}extended_capitalisation_policy", f"{section}capitalisation_policy"
+    ).replace("templater = dbt", "templater = jinja")  # no dbt project needed here
+    (tmp_path / ".sqlfluff").write_text(misspelt)
+    (tmp_path / "model.sql").write_text(CAPITALISED)
+    result = subprocess.run(
+        [sys.executable, "-m", "sqlfluff", "lint", "model.sql", "--rules", "capitalisation"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )
+    codes = codes_by_file(result.stdout).get("model.sql", set())
+    assert "CP01" in codes and "CP03" not in codes, result.stdout
+
+
+# --- pre-commit ----------------------------------------------------------------------------------
+@pytest.fixture
+def clone(tmp_path: Path) -> Path:
+    """A fresh clone of the committed repository using the project's venv."""
+    destination = tmp_path / "clone"
+    subprocess.run(["git", "clone", "--quiet", str(REPO_ROOT), str(destination)], check=True)
+    (destination / ".venv").symlink_to(REPO_ROOT / ".venv")
+    return destination
+
+
+def pre_commit(clone: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DBT_", "DATAOPS_"))}
+    env["PRE_COMMIT_HOME"] = str(clone.parent / "pre-commit-home")
+    env["VIRTUAL_ENV"] = ""  # hooks must not rely on an activated venv
+    env["PATH"] = "/usr/local/bin:/usr/bin:/bin"
+    return subprocess.run(
+        [str(REPO_ROOT / ".venv/bin/pre-commit"), "run", "--color", "never", *args],
+        cwd=clone, env=env, capture_output=True, text=True, timeout=1800,
+    )
+
+
+def hook_status(output: str) -> dict[str, str]:
+    return {
+        match.group(1).strip(): match.group(2)
+        for match in re.finditer(r"^(.+?)\.{3,}(?:\(no files to check\))?(Passed|Failed|Skipped)$",
+                                 output, flags=re.MULTILINE)
+    }
+
+
+@pytest.mark.slow
+def test_pre_commit_passes_on_a_fresh_clone(clone: Path):
+    result = pre_commit(clone, "--all-files")
+    statuses = hook_status(result.stdout)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert statuses and set(statuses.values()) == {"Passed"}, result.stdout
+    assert "dbt parse + project rules" in statuses
+    assert "sqlfluff (models, singular tests)" in statuses
+    assert subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=clone,
+                          capture_output=True, text=True).stdout == "", "a hook changed a file"
+
+
+@pytest.mark.slow
+def test_pre_commit_on_a_one_model_change_names_the_file_and_violation(clone: Path):
+    model = clone / "models/marts/core/dim_products.sql"
+    model.write_text(model.read_text().replace("select * from", "SELECT * from", 1))
+    subprocess.run(["git", "add", str(model)], cwd=clone, check=True)
+    result = pre_commit(clone)
+    statuses = hook_status(result.stdout)
+    assert result.returncode == 1
+    assert statuses["sqlfluff (models, singular tests)"] == "Failed", result.stdout
+    assert statuses["dbt parse + project rules"] == "Passed", result.stdout
+    assert statuses["ruff (Python)"] == "Skipped"  # only the changed files are checked
+    assert "models/marts/core/dim_products.sql" in result.stdout
+    assert "CP01" in result.stdout
