@@ -11,7 +11,7 @@ export DBT_PROFILES_DIR := $(CURDIR)/profiles
 export DATAOPS_HOME ?= $(CURDIR)/.dataops
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: help install system-deps run test test-fast bench lock clean manifest ui
+.PHONY: help install system-deps run test test-fast bench lock clean manifest ui lint
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -59,6 +59,9 @@ test: $(STAMP) system-deps  ## the whole test suite (slow end-to-end tests inclu
 
 test-fast: $(STAMP)  ## the tests not marked slow
 	$(BIN)/pytest -m "not slow"
+
+lint: $(STAMP)  ## quality gates on every file: sqlfluff, ruff, YAML/whitespace, sources sync, dbt parse, project rules
+	$(BIN)/pre-commit run --all-files --show-diff-on-failure
 
 bench: $(STAMP)  ## benchmarks that print figures (see bench/README.md)
 	$(BIN)/python bench/bench_main.py
