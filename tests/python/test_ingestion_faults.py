@@ -414,7 +414,9 @@ def test_bad_input(case: Case, mode: str, sample_landing: Path, tmp_path: Path):
             ).fetchall()
             assert json.loads(drift)["added_columns"] == ["coupon_code"]
         if case.kind == "UTF-8 byte order mark":
-            columns = [row[0] for row in con.execute(f"describe {table.schema}.{table.name}").fetchall()]
+            columns = [
+                row[0] for row in con.execute(f"describe {table.schema}.{table.name}").fetchall()
+            ]
             assert columns[0] == "order_id"
 
 
