@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import duckdb
 import pytest
 
-from orchestration.ingestion.loader import file_sha256, ingest
+from orchestration.ingestion.loader import (
+    WarehouseLocked,
+    connect_warehouse,
+    file_sha256,
+    ingest,
+)
 from orchestration.registry import load_registry
+from orchestration.settings import REPO_ROOT
+from tests.python.conftest import dataops, platform_env
 
 REGISTRY = load_registry()
 
@@ -50,8 +60,8 @@ def test_every_file_is_loaded_with_its_rows_lineage_and_ledger_entry(landing: Pa
             assert loaded == expected, table.key
             # every row carries its lineage, and the hash is the file's content hash
             lineage = con.execute(
-                f"select distinct _file_name, _file_hash, _batch_id from {table.schema}.{table.name} "
-                "where _loaded_at is not null"
+                "select distinct _file_name, _file_hash, _batch_id "
+                f"from {table.schema}.{table.name} where _loaded_at is not null"
             ).fetchall()
             assert {(name, digest) for name, digest, _ in lineage} == {
                 (p.name, file_sha256(p)) for p in files[table.key]
@@ -133,3 +143,180 @@ def test_a_file_that_cannot_be_loaded_is_quarantined_and_does_not_block_the_othe
         ).fetchall()
     assert [name for name, *_ in quarantined] == ["sessions_broken.parquet"] == [event_file]
     assert quarantined[0][1] and quarantined[0][2] == str(moved)
+
+
+# --- Redeliveries, replay of quarantined files, the warehouse lock ------------------------------
+def _orders_landing(sample_landing: Path, tmp_path: Path) -> tuple[Path, Path]:
+    """A platform home whose landing holds only the sample's order files: (home, orders folder)."""
+    orders = next(t for t in REGISTRY if t.key == "shop.orders")
+    home = tmp_path / "home"
+    folder = orders.landing_dir(home / "landing")
+    shutil.copytree(orders.landing_dir(sample_landing), folder)
+    return home, folder
+
+
+def test_a_changed_file_under_a_known_name_is_a_new_delivery(landing: Path, tmp_path: Path):
+    warehouse = tmp_path / "warehouse.duckdb"
+    orders = next(t for t in REGISTRY if t.key == "shop.orders")
+    ingest(warehouse, landing, [orders])
+    newest = orders.landed_files(landing)[-1]
+    old_hash = file_sha256(newest)
+    lines = newest.read_text().splitlines()
+    newest.write_text("\n".join(lines[:-1]) + "\n")  # the sender re-exports the day, one row less
+
+    second = ingest(warehouse, landing, [orders])
+
+    assert second.files_loaded == 1 and second.rows_loaded == len(lines) - 2
+    with duckdb.connect(str(warehouse)) as con:
+        ledger = con.execute(
+            "select file_hash, previous_file_hash from platform.load_ledger where file_name = ? "
+            "order by finished_at",
+            [newest.name],
+        ).fetchall()
+        [(details,)] = con.execute(
+            "select details from platform.events where event_type = 'file.loaded' "
+            "and file_hash = ?",
+            [file_sha256(newest)],
+        ).fetchall()
+    assert ledger == [(old_hash, None), (file_sha256(newest), old_hash)]
+    assert json.loads(details)["redelivery_of"] == old_hash
+
+
+def test_a_fixed_quarantined_file_is_replayed_once(sample_landing: Path, tmp_path: Path):
+    home, folder = _orders_landing(sample_landing, tmp_path)
+    bad = folder / "orders_2099-01-01.csv"
+    good_lines = sorted(folder.glob("*.csv"))[0].read_text().splitlines()
+    rows = [good_lines[0]] + [
+        f"{9_000_000 + n},{line.split(',', 1)[1]}" for n, line in enumerate(good_lines[1:])
+    ]
+    rows[3] = rows[3].replace(rows[3].split(",")[1], "not-a-customer", 1)
+    bad.write_text("\n".join(rows) + "\n")
+
+    first = dataops(home, "ingest", "--source", "shop.orders", check=False)
+
+    assert first.returncode == 1 and "dataops replay" in first.stdout
+    quarantined = home / "landing" / "_quarantine" / "shop" / "orders" / bad.name
+    reason = json.loads(quarantined.with_name(bad.name + ".reason.json").read_text())
+    assert (reason["rule"], reason["column"], reason["row"], reason["line"], reason["value"]) == (
+        "type_cast", "customer_id", 3, 4, "not-a-customer"
+    )
+    # replaying it unchanged keeps it in quarantine
+    again = dataops(home, "replay", str(quarantined), check=False)
+    assert again.returncode == 1 and "still quarantined" in again.stdout and quarantined.exists()
+
+    quarantined.write_text(quarantined.read_text().replace("not-a-customer", "42"))
+    replayed = dataops(home, "replay", str(quarantined))
+
+    assert f"loaded {len(rows) - 1:,} rows into shop.orders" in replayed.stdout
+    assert bad.exists() and not quarantined.exists()
+    assert not quarantined.with_name(bad.name + ".reason.json").exists()
+    with duckdb.connect(str(home / "warehouse_dev.duckdb")) as con:
+        [(loaded,)] = con.execute(
+            "select count(*) from raw_shop.orders where _file_hash = ?", [file_sha256(bad)]
+        ).fetchall()
+        replay_events = con.execute(
+            "select details from platform.events where event_type = 'file.replayed'"
+        ).fetchall()
+    assert loaded == len(rows) - 1
+    assert [json.loads(d)["quarantined_rule"] for (d,) in replay_events] == ["type_cast"]
+    # the next ingest sees the file back in the landing folder and skips it: loaded once
+    rerun = dataops(home, "ingest", "--source", "shop.orders")
+    assert "0 files loaded" in rerun.stdout
+
+
+def test_a_replay_killed_after_its_commit_is_finished_by_replaying_again(
+    sample_landing: Path, tmp_path: Path
+):
+    home, folder = _orders_landing(sample_landing, tmp_path)
+    bad = folder / "orders_2099-01-01.csv"
+    header, *body = sorted(folder.glob("*.csv"))[0].read_text().splitlines()
+    body = [f"{8_000_000 + n},{line.split(',', 1)[1]}" for n, line in enumerate(body)]
+    bad.write_text("\n".join([header, ",9,placed,x,y", *body]) + "\n")  # a null key on line 2
+    dataops(home, "ingest", "--source", "shop.orders", check=False)
+    quarantined = home / "landing" / "_quarantine" / "shop" / "orders" / bad.name
+    quarantined.write_text("\n".join([header, *body]) + "\n")
+    env = platform_env(home)
+    env["DATAOPS_CRASH_AT"] = "replay_after_commit"
+    crashed = subprocess.run(
+        [sys.executable, "-m", "orchestration.cli", "replay", str(quarantined)],
+        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert crashed.returncode == -9 and quarantined.exists()
+
+    finished = dataops(home, "replay", str(quarantined))
+
+    assert "already loaded" in finished.stdout
+    assert bad.exists() and not quarantined.exists()
+    with duckdb.connect(str(home / "warehouse_dev.duckdb")) as con:
+        [(rows, ledger)] = con.execute(
+            "select (select count(*) from raw_shop.orders where _file_hash = ?), "
+            "(select count(*) from platform.load_ledger where file_hash = ?)",
+            [file_sha256(bad)] * 2,
+        ).fetchall()
+    assert (rows, ledger) == (len(body), 1)
+
+
+def test_quarantined_files_are_never_picked_up_by_ingestion(landing: Path, tmp_path: Path):
+    warehouse = tmp_path / "warehouse.duckdb"
+    sessions = next(t for t in REGISTRY if t.key == "web.sessions")
+    everything = dataclasses.replace(  # a recursive pattern over the whole landing root
+        sessions,
+        landing=sessions.landing.model_copy(update={"path": ".", "pattern": "**/*.parquet"}),
+    )
+    (sessions.landing_dir(landing) / "sessions_broken.parquet").write_bytes(b"not parquet")
+    first = ingest(warehouse, landing, [everything])
+    second = ingest(warehouse, landing, [everything])
+
+    assert len(first.quarantined) == 1 and first.files_loaded == 7
+    assert second.errors == [] and second.files_loaded == 0
+
+
+def _hold_lock(warehouse: Path) -> subprocess.Popen[str]:
+    """Another process holding the warehouse open until its stdin closes."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import duckdb, sys; c = duckdb.connect(sys.argv[1]); print('locked', flush=True); "
+         "sys.stdin.read()", str(warehouse)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert holder.stdout.readline().strip() == "locked"
+    return holder
+
+
+def test_a_second_loader_waits_for_the_lock_then_loads(landing: Path, tmp_path: Path):
+    warehouse = tmp_path / "warehouse.duckdb"
+    orders = next(t for t in REGISTRY if t.key == "shop.orders")
+    holder = _hold_lock(warehouse)
+    messages: list[str] = []
+
+    def release_after_first_wait(message: str) -> None:
+        messages.append(message)
+        holder.stdin.close()  # the other process finishes while we wait
+        holder.wait(timeout=60)
+
+    con = connect_warehouse(warehouse, timeout=120, log=release_after_first_wait)
+    con.close()
+    summary = ingest(warehouse, landing, [orders], lock_timeout=120)
+
+    assert len(messages) == 1 and f"process {holder.pid}" in messages[0]
+    assert "waiting up to 120 s" in messages[0]
+    assert summary.files_loaded == len(orders.landed_files(landing))
+
+
+def test_a_loader_that_cannot_get_the_lock_fails_clearly_and_loads_nothing(
+    landing: Path, tmp_path: Path
+):
+    warehouse = tmp_path / "warehouse.duckdb"
+    orders = next(t for t in REGISTRY if t.key == "shop.orders")
+    ingest(warehouse, landing, [orders])
+    holder = _hold_lock(warehouse)
+    try:
+        with pytest.raises(WarehouseLocked, match=f"locked by process {holder.pid}.*DATAOPS_LOCK"):
+            ingest(warehouse, landing, [orders], lock_timeout=0.5)
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=60)
+    with duckdb.connect(str(warehouse)) as con:
+        assert con.execute("select count(*) from platform.load_ledger").fetchone()[0] == len(
+            orders.landed_files(landing)
+        )
