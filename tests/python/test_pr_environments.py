@@ -244,6 +244,73 @@ def test_github_calls_without_a_token_say_what_to_set(monkeypatch):
         github.upsert_comment(1, "x")
 
 
+WORKFLOWS = REPO_ROOT / ".github" / "workflows"
+
+
+def _validate_workflows(*paths: Path) -> subprocess.CompletedProcess[str]:
+    """GitHub's workflow JSON schema (vendored in check-jsonschema: no network)."""
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "check-jsonschema"), "--builtin-schema",
+         "vendor.github-workflows", *map(str, paths)],
+        capture_output=True, text=True, timeout=120,
+    )
+
+
+def test_the_workflows_are_valid_github_workflows(tmp_path):
+    workflows = sorted(WORKFLOWS.glob("*.yml"))
+    assert len(workflows) >= 4
+    result = _validate_workflows(*workflows)
+    assert result.returncode == 0, result.stdout + result.stderr
+    broken = tmp_path / "broken.yml"  # the validator does reject a wrong workflow
+    broken.write_text("on: push\njobs:\n  x:\n    steps:\n      - run: make test\n")
+    rejected = _validate_workflows(broken)
+    assert rejected.returncode != 0 and "runs-on" in rejected.stdout + rejected.stderr
+
+
+def _workflow(name: str) -> dict:
+    import yaml
+
+    document = yaml.safe_load((WORKFLOWS / name).read_text())
+    document["on"] = document.pop(True)  # YAML 1.1 reads the key `on` as true
+    return document
+
+
+def _runs(document: dict) -> list[str]:
+    return [step["run"] for job in document["jobs"].values() for step in job["steps"]
+            if "run" in step]
+
+
+def test_the_workflows_only_call_the_projects_commands_at_the_right_events():
+    for path in WORKFLOWS.glob("*.yml"):
+        for command in _runs(_workflow(path.name)):
+            assert command.startswith(("make ", "sudo make ", ".venv/bin/dataops ")), (
+                f"{path.name}: {command!r} is not a project command (make or dataops)")
+    pull_request = _workflow("pull-request.yml")
+    assert pull_request["on"]["pull_request"]["types"] == ["opened", "synchronize", "reopened"]
+    commands = _runs(pull_request)
+    for expected in ("make install", "make lint", "make test", ".venv/bin/dataops pr build",
+                     ".venv/bin/dataops pr report"):
+        assert any(c.startswith(expected) for c in commands), expected
+    assert any("--post" in c for c in commands), "the report goes to the one PR comment"
+    steps = [s for job in pull_request["jobs"].values() for s in job["steps"]]
+    assert any(s.get("uses", "").startswith("actions/cache@") for s in steps)
+    assert any((s.get("with") or {}).get("cache") == "pip" for s in steps)
+    assert pull_request["jobs"]["pr-environment"]["permissions"]["pull-requests"] == "write"
+    closed = _workflow("pull-request-closed.yml")
+    assert closed["on"]["pull_request"]["types"] == ["closed"]
+    assert any(c.startswith(".venv/bin/dataops pr teardown") for c in _runs(closed))
+    janitor_flow = _workflow("janitor.yml")
+    assert janitor_flow["on"]["schedule"]
+    assert any(c.startswith(".venv/bin/dataops janitor --older-than") for c in _runs(janitor_flow))
+    deploy_flow = _workflow("deploy.yml")
+    assert deploy_flow["on"]["push"]["branches"] == ["main"]
+    assert ".venv/bin/dataops deploy" in _runs(deploy_flow)
+    upload = next(s for s in deploy_flow["jobs"]["deploy"]["steps"]
+                  if s.get("uses", "").startswith("actions/upload-artifact@"))
+    assert "prod-state/manifest.json" in upload["with"]["path"]
+    assert "prod-state/docs/" in upload["with"]["path"]
+
+
 # ---------------------------------------------------------------- slow: git, deploy, PR builds
 
 
