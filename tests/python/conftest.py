@@ -79,3 +79,8 @@ def built_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[P
     dataops(home, "generate", "--order-items", str(SMALL["order_items"]), "--days", str(SMALL["days"]))
     result = dataops(home, "run")
     yield home, result.stdout
+
+
+# The Dagster tests' session fixture (a built home with an emptied landing folder), shared by
+# test_dagster_daemon.py and test_ui.py; defined with its helpers in dagster_harness.py.
+from tests.python.dagster_harness import dagster_platform  # noqa: E402, F401

@@ -14,6 +14,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Callable
@@ -61,7 +62,8 @@ def dagster_platform(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from tests.python.conftest import SMALL, dataops
 
     home = tmp_path_factory.mktemp("dagster_platform")
-    dataops(home, "generate", "--order-items", str(SMALL["order_items"]), "--days", str(SMALL["days"]))
+    size = ["--order-items", str(SMALL["order_items"]), "--days", str(SMALL["days"])]
+    dataops(home, "generate", *size)
     dataops(home, "run")
     (home / "landing").rename(home / "archive")
     (home / "landing").mkdir()
@@ -87,8 +89,15 @@ def dagster_env(home: Path, dagster_home: Path, **extra: str) -> dict[str, str]:
 
 
 def install_instance(dagster_home: Path) -> Path:
+    """The repo's instance config in a DAGSTER_HOME, with its storage created up front (a fresh
+    home opened at once by the daemon and its code server can race on the sqlite schema)."""
+    from dagster import DagsterInstance
+    from dagster._core.instance.ref import InstanceRef
+
     dagster_home.mkdir(parents=True, exist_ok=True)
     shutil.copy(INSTANCE_YAML, dagster_home / "dagster.yaml")
+    with DagsterInstance.from_ref(InstanceRef.from_dir(str(dagster_home))):
+        pass
     return dagster_home
 
 
@@ -114,7 +123,7 @@ class ProcessGroup:
     def alive(self) -> bool:
         return self.process.poll() is None
 
-    def stop(self, first: int = signal.SIGINT, grace: float = 60) -> None:
+    def stop(self, first: int = signal.SIGTERM, grace: float = 60) -> None:
         for sig in (first, signal.SIGTERM, signal.SIGKILL):
             try:
                 os.killpg(self.pgid, sig)
@@ -132,9 +141,7 @@ class ProcessGroup:
 
 
 def start_daemon(env: dict[str, str], log: Path) -> ProcessGroup:
-    daemon = str(Path(os.environ.get("VIRTUAL_ENV", REPO_ROOT / ".venv")) / "bin" / "dagster-daemon")
-    if not Path(daemon).exists():
-        daemon = str(REPO_ROOT / ".venv" / "bin" / "dagster-daemon")
+    daemon = str(Path(sys.executable).parent / "dagster-daemon")
     return ProcessGroup([daemon, "run", "-m", "orchestration.definitions"], env, log)
 
 
@@ -160,19 +167,21 @@ def graphql(port: int, query: str, variables: dict[str, Any] | None = None) -> d
 # --- landed files that keep the sample valid ------------------------------------------------
 
 
-def customer_redelivery(archive: Path, landing: Path, n: int) -> Path:
-    """A customers file re-delivering one customer with a changed first name and a later
-    ``updated_at`` (a profile change): new content, valid data, deduplicated by staging."""
-    source = sorted((archive / "shop" / "customers").glob("*.csv"))[0]
+def redelivery(archive: Path, landing: Path, table: str, n: int) -> Path:
+    """A shop file re-delivering one row of ``table`` (customers, products or orders: tables
+    deduplicated by ``updated_at``) with a later ``updated_at`` (and, for customers, a changed
+    first name): new content, valid data, resolved by staging's deduplication."""
+    source = sorted((archive / "shop" / table).glob("*.csv"))[0]
     with source.open(newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
     row = dict(rows[n % len(rows)])
-    row["first_name"] = f"Variant{n}"
+    if "first_name" in row:
+        row["first_name"] = f"Variant{n}"
     updated = datetime.fromisoformat(row["updated_at"]) + timedelta(seconds=n + 1)
     row["updated_at"] = updated.strftime("%Y-%m-%d %H:%M:%S")
-    folder = landing / "shop" / "customers"
+    folder = landing / "shop" / table
     folder.mkdir(parents=True, exist_ok=True)
-    target = folder / f"customers_redelivery_{n:03d}.csv"
+    target = folder / f"{table}_redelivery_{n:03d}.csv"
     partial = folder / f".{target.name}.partial"
     with partial.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
@@ -180,6 +189,10 @@ def customer_redelivery(archive: Path, landing: Path, n: int) -> Path:
         writer.writerow(row)
     partial.rename(target)  # land atomically, like an upload finishing
     return target
+
+
+def customer_redelivery(archive: Path, landing: Path, n: int) -> Path:
+    return redelivery(archive, landing, "customers", n)
 
 
 def extra_sessions(archive: Path, landing: Path, n: int) -> Path:
