@@ -94,7 +94,8 @@ def test_retention_bounds_the_history_tables(tmp_path: Path) -> None:
             con.execute(
                 "insert into platform.metric_history (measured_at, dbt_invocation_id, node_id, "
                 "table_kind, table_name, metric_name, metric_value) "
-                "values (?, 'old', 'source.dataops.shop.orders', 'source', 'orders', 'row_count', 1)",
+                "values (?, 'old', 'source.dataops.shop.orders', 'source', 'orders', "
+                "'row_count', 1)",
                 [now - timedelta(days=age)],
             )
             events.record_event(con, "test.old", occurred_at=now - timedelta(days=age),
@@ -121,8 +122,9 @@ def incident(built_platform, tmp_path_factory) -> tuple[Path, str]:
     home = tmp_path_factory.mktemp("incident") / "home"
     shutil.copytree(source_home, home, ignore=shutil.ignore_patterns("logs", "reports"))
     folder = home / "landing" / "payments" / "payments"
-    order_id = _query(home / "warehouse_dev.duckdb", "select min(order_id) from raw_payments.payments")
-    record = {"payment_id": 99_000_001, "order_id": int(order_id[0][0]), "payment_method": "bitcoin",
+    order_id = _query(home / "warehouse_dev.duckdb",
+                      "select min(order_id) from raw_payments.payments")[0][0]
+    record = {"payment_id": 99_000_001, "order_id": int(order_id), "payment_method": "bitcoin",
               "status": "succeeded", "amount": 1000, "created_at": "2025-01-08T10:00:00Z"}
     (folder / "payments_2099-01-01.json").write_text(json.dumps(record) + "\n")
     (folder / "payments_2099-01-02.json").write_text('{"payment_id": 99000002, "order_id": \n')
