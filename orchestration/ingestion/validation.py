@@ -422,46 +422,51 @@ def validate(
             checks.append(
                 ("nul_byte", name, f"contains({quote(name)}, chr(0))", "value contains a NUL byte")
             )
-    if checks:
-        aggregates = []
-        for index, (_, column_name, condition, _) in enumerate(checks):
-            value = f"cast({quote(by_lower[column_name.lower()])} as varchar)"
-            aggregates.append(
-                f"count_if({condition}) as n{index}, "
-                f"min(rowid) filter (where {condition}) as r{index}, "
-                f"arg_min({value}, rowid) filter (where {condition}) as v{index}"
-            )
-        result = con.execute(f"select {', '.join(aggregates)} from {INCOMING}").fetchone()
-        for index, (rule, column_name, _, message) in enumerate(checks):
-            count, row_id, value = result[3 * index : 3 * index + 3]
-            if count:
-                row, line = _position(landing.format, row_id, landing.options.header)
-                violations.append(
-                    Violation(
-                        rule,
-                        f"{message}: column {column_name!r}, row {row}"
-                        + (f" (line {line})" if line else "")
-                        + f", value {_short(value)!r}"
-                        + (f" and {count - 1} more row(s)" if count > 1 else ""),
-                        column=column_name,
-                        row=row,
-                        line=line,
-                        value=_short(value),
-                        count=int(count),
-                    )
-                )
-    if violations or landing.duplicate_keys == "keep":
-        return violations
     key_column = next((c for c in declared if c.staged_name == table.primary_key), None)
-    if key_column is None:
+    key = None
+    if key_column is not None and landing.duplicate_keys == "quarantine":
+        key, _ = _staged_text(key_column, quote(by_lower[key_column.name.lower()]))
+    # One scan counts every failure (each condition evaluated once); the rare failing checks get
+    # a second query for their first row and value.
+    aggregates = [f"count_if({condition})" for _, _, condition, _ in checks]
+    aggregates.append(f"count({key}) - count(distinct {key})" if key else "0")
+    *counts, repeated = con.execute(f"select {', '.join(aggregates)} from {INCOMING}").fetchone()
+    failing = [index for index, count in enumerate(counts) if count]
+    if failing:
+        details = []
+        for index in failing:
+            _, column_name, condition, _ = checks[index]
+            value = f"cast({quote(by_lower[column_name.lower()])} as varchar)"
+            details.append(
+                f"min(rowid) filter (where {condition}), "
+                f"arg_min({value}, rowid) filter (where {condition})"
+            )
+        found_rows = con.execute(f"select {', '.join(details)} from {INCOMING}").fetchone()
+        for position, index in enumerate(failing):
+            rule, column_name, _, message = checks[index]
+            count = counts[index]
+            row_id, value = found_rows[2 * position : 2 * position + 2]
+            row, line = _position(landing.format, row_id, landing.options.header)
+            violations.append(
+                Violation(
+                    rule,
+                    f"{message}: column {column_name!r}, row {row}"
+                    + (f" (line {line})" if line else "")
+                    + f", value {_short(value)!r}"
+                    + (f" and {count - 1} more row(s)" if count > 1 else ""),
+                    column=column_name,
+                    row=row,
+                    line=line,
+                    value=_short(value),
+                    count=int(count),
+                )
+            )
+    if not repeated or key_column is None:
         return violations
-    raw = quote(by_lower[key_column.name.lower()])
-    key, _ = _staged_text(key_column, raw)
     duplicates = con.execute(
         f"""
         with duplicated as (
-            select {key} as k, count(*) as n, min(rowid) as first_row,
-                arg_min(rowid, rowid) as first_id, max(rowid) as last_row
+            select {key} as k, count(*) as n, min(rowid) as first_row, max(rowid) as last_row
             from {INCOMING}
             where {key} is not null
             group by 1
