@@ -8,6 +8,11 @@
     load time) and adds declared derived columns.
 -#}
 {% macro stage_source(source_name, table_name) -%}
+    {%- if not execute -%}
+        {#- Parse time: record the lineage edge only; no dispatch, no declaration read (cheap). -#}
+        {%- do source(source_name, table_name) -%}
+        {{ return('select 1 as _not_compiled') }}
+    {%- endif -%}
     {{ return(adapter.dispatch('stage_source', 'dataops')(source_name, table_name)) }}
 {%- endmacro %}
 
