@@ -48,7 +48,10 @@ def _print_ingestion(summary: IngestionSummary) -> None:
         totals[2] += outcome.files_skipped
     print(f"Ingestion (batch {summary.batch_id}):")
     for source, (files, rows, skipped) in sorted(by_source.items()):
-        print(f"  {source:<12} {files:>4} files loaded {rows:>12,} rows   {skipped:>4} already loaded")
+        print(
+            f"  {source:<12} {files:>4} files loaded {rows:>12,} rows   "
+            f"{skipped:>4} already loaded"
+        )
     for error in summary.errors:
         print(f"  ERROR {error}")
 
@@ -64,7 +67,9 @@ def _print_dbt(outcome: DbtOutcome) -> None:
     models = outcome.count("model", "success")
     seeds = outcome.count("seed", "success")
     tests_passed = outcome.count("test", "pass") + outcome.count("unit_test", "pass")
-    tests_failed = outcome.count("test", "fail", "error") + outcome.count("unit_test", "fail", "error")
+    tests_failed = outcome.count("test", "fail", "error") + outcome.count(
+        "unit_test", "fail", "error"
+    )
     warned = outcome.count("test", "warn")
     print(
         f"dbt build: {models} models and {seeds} seeds built, {tests_passed} tests passed, "
@@ -95,7 +100,10 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     _print_dbt(outcome)
     elapsed = time.perf_counter() - started
     status = "OK" if outcome.success and not summary.errors else "FAILED"
-    print(f"{status} in {elapsed:.1f} s (target {settings.target}, warehouse {settings.warehouse_path})")
+    print(
+        f"{status} in {elapsed:.1f} s "
+        f"(target {settings.target}, warehouse {settings.warehouse_path})"
+    )
     return 0 if status == "OK" else 1
 
 
@@ -113,7 +121,9 @@ def cmd_sources(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _add_generate_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--order-items", type=int, default=50_000, help="approximate total (default 50000)")
+    parser.add_argument(
+        "--order-items", type=int, default=50_000, help="approximate total (default 50000)"
+    )
     parser.add_argument("--days", type=int, default=30, help="daily batches to write (default 30)")
     parser.add_argument("--seed", type=int, default=42)
 
@@ -127,13 +137,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_generate_options(run)
     run.set_defaults(func=cmd_run)
 
-    generate = commands.add_parser("generate", help="write the sample shop data to the landing folder")
+    generate = commands.add_parser(
+        "generate", help="write the sample shop data to the landing folder"
+    )
     _add_generate_options(generate)
     generate.add_argument("--overwrite", action="store_true", help="replace existing sample files")
     generate.set_defaults(func=cmd_generate)
 
     ingest_parser = commands.add_parser("ingest", help="load new landed files into raw tables")
-    ingest_parser.add_argument("--source", nargs="*", help="source or source.table names (default all)")
+    ingest_parser.add_argument(
+        "--source", nargs="*", help="source or source.table names (default all)"
+    )
     ingest_parser.set_defaults(func=cmd_ingest)
 
     build = commands.add_parser("build", help="dbt build (seeds, models, tests) on the target")
@@ -143,7 +157,9 @@ def build_parser() -> argparse.ArgumentParser:
     sources = commands.add_parser("sources", help="derive the staging files from the declarations")
     sources_commands = sources.add_subparsers(dest="sources_command", required=True)
     sync = sources_commands.add_parser("sync", help="write the staging models and their YAML")
-    sync.add_argument("--check", action="store_true", help="fail when files and declarations differ")
+    sync.add_argument(
+        "--check", action="store_true", help="fail when files and declarations differ"
+    )
     sync.set_defaults(func=cmd_sources)
     onboarding.add_parser(sources_commands)  # sources add <name> --sample <file>
     add_lint_commands(commands)  # lint sql|rules

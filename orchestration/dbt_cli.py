@@ -68,5 +68,7 @@ def run_dbt(settings: Settings, args: list[str]) -> DbtOutcome:
         status = str(node_result.status)
         outcome.counts[(node.resource_type, status)] += 1
         if status in ("error", "fail", "runtime error"):
-            outcome.failures.append(f"{node.resource_type} {node.name}: {status}: {node_result.message}")
+            outcome.failures.append(
+                f"{node.resource_type} {node.name}: {status}: {node_result.message}"
+            )
     return outcome

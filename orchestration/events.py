@@ -82,5 +82,7 @@ def record_event(
     }
     columns = ", ".join(values)
     placeholders = ", ".join("?" for _ in values)
-    con.execute(f"insert into {EVENTS_TABLE} ({columns}) values ({placeholders})", list(values.values()))
+    con.execute(
+        f"insert into {EVENTS_TABLE} ({columns}) values ({placeholders})", list(values.values())
+    )
     return event_id

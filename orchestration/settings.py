@@ -55,7 +55,10 @@ class Settings:
 
 
 def load_settings(target: str | None = None) -> Settings:
-    """Read the settings from the environment (``DATAOPS_HOME``, ``DATAOPS_LANDING``, ``DBT_TARGET``)."""
+    """Read the settings from the environment.
+
+    ``DATAOPS_HOME``, ``DATAOPS_LANDING`` and ``DBT_TARGET``.
+    """
     target = target or os.environ.get("DBT_TARGET", "dev")
     if target not in TARGETS:
         raise ValueError(f"Unknown target {target!r}: expected one of {', '.join(TARGETS)}.")

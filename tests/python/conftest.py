@@ -76,7 +76,9 @@ def sample_landing(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def built_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str]]:
     """A platform home after one full `dataops run` on the small sample: (home, its output)."""
     home = tmp_path_factory.mktemp("platform")
-    dataops(home, "generate", "--order-items", str(SMALL["order_items"]), "--days", str(SMALL["days"]))
+    dataops(
+        home, "generate", "--order-items", str(SMALL["order_items"]), "--days", str(SMALL["days"])
+    )
     result = dataops(home, "run")
     yield home, result.stdout
 

@@ -1,4 +1,4 @@
-"""Copy the dbt project into a temp folder so a test can break a declaration without touching ours."""
+"""Copy the dbt project into a temp folder: a test breaks a declaration without touching ours."""
 
 from __future__ import annotations
 
@@ -15,7 +15,9 @@ def copy_project(destination: Path) -> Path:
     for part in PROJECT_PARTS:
         source = REPO_ROOT / part
         if source.is_dir():
-            shutil.copytree(source, destination / part, ignore=shutil.ignore_patterns("__pycache__"))
+            shutil.copytree(
+                source, destination / part, ignore=shutil.ignore_patterns("__pycache__")
+            )
         else:
             shutil.copy(source, destination / part)
     return destination

@@ -57,7 +57,9 @@ def test_marts_reconcile_with_the_raw_data(built_platform):
     assert revenue == order_amounts > 0
     [(states,)] = _query(home, "select count(distinct payment_state) from marts.fct_orders")
     assert states >= 4, "the sample exercises paid, unpaid, refunded and partially refunded orders"
-    [(converted,)] = _query(home, "select count(*) from marts.fct_session_conversions where is_converted")
+    [(converted,)] = _query(
+        home, "select count(*) from marts.fct_session_conversions where is_converted"
+    )
     assert converted > 0
 
 
