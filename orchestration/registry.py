@@ -619,7 +619,9 @@ def _parse_table(
 def parse_sources_file(path: Path) -> list[SourceTable]:
     """Validate one sources YAML file and return its tables; raise DeclarationError on any fault."""
     try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        # libyaml's safe loader when available: same result, several times faster on big files
+        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+        document = yaml.load(path.read_text(encoding="utf-8"), Loader=loader) or {}  # noqa: S506
     except yaml.YAMLError as error:
         raise DeclarationError(f"{path}: not valid YAML: {error}") from error
     tables: list[SourceTable] = []
