@@ -94,8 +94,15 @@ def postgres_checksums(names: Sequence[str]) -> dict[str, TableChecksum]:
 
 
 def spark_checksums(names: Sequence[str]) -> dict[str, TableChecksum]:
+    import os
+    import time
+
     from orchestration.engines.spark import spark_session
 
+    # PySpark turns timestamps into naive datetimes in the process's local time zone; the
+    # session's zone is UTC (profiles.yml), so read them in UTC too.
+    os.environ["TZ"] = "UTC"
+    time.tzset()
     result = {}
     with spark_session() as spark:
         for name in names:
