@@ -1,0 +1,195 @@
+"""The same project on Spark (local session) and PostgreSQL (a real server) as on DuckDB.
+
+One sample is generated and loaded into each engine from the same declarations; dbt compiles,
+builds and tests the whole project on each; every mart has the same row count and the same
+order-independent checksum on all three engines (orchestration/engines/checksum.py).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from orchestration.engines.checksum import mart_names, normalise, table_checksum
+from orchestration.engines.dbt_commands import engine_dbt_args
+from orchestration.engines.profile import ProfileError, profile_output
+from orchestration.settings import PROJECT_DIR, REPO_ROOT
+from tests.python.conftest import SMALL, dataops, platform_env
+
+POSTGRES_IDENTIFIER_LIMIT = 63
+
+
+# Fast checks ---------------------------------------------------------------------------------
+
+
+def test_checksums_ignore_row_order_types_and_lineage_columns():
+    from datetime import UTC, datetime
+    from decimal import Decimal
+
+    one = table_checksum(
+        ["order_id", "amount", "_loaded_at"],
+        [(1, Decimal("12.30"), "a"), (2, Decimal("0.00"), "b")],
+    )
+    same = table_checksum(
+        ["amount", "order_id", "_loaded_at"],
+        [(Decimal("0"), 2, "x"), (Decimal("12.3"), 1, "y")],
+    )
+    assert one == same and one.rows == 2
+    assert table_checksum(["amount"], [(Decimal("12.31"),)]) != table_checksum(
+        ["amount"], [(Decimal("12.30"),)]
+    )
+    assert normalise(datetime(2025, 1, 1, 10, tzinfo=UTC)) == normalise(datetime(2025, 1, 1, 10))
+    assert normalise(None) != normalise("") and normalise(True) == "true"
+
+
+def test_engine_profiles_come_from_the_environment_without_secrets(monkeypatch):
+    monkeypatch.setenv("DATAOPS_PG_PORT", "6543")
+    monkeypatch.setenv("DATAOPS_HOME", "/srv/dataops")
+    monkeypatch.delenv("DATAOPS_SPARK_DIR", raising=False)
+    postgres = profile_output("postgres")
+    assert (postgres["host"], str(postgres["port"])) == ("127.0.0.1", "6543")
+    raw = (REPO_ROOT / "profiles" / "profiles.yml").read_text()
+    assert "password: \"{{ env_var('DBT_ENV_SECRET_PG_PASSWORD'" in raw
+    spark = profile_output("spark")
+    assert spark["method"] == "session"
+    params = spark["server_side_parameters"]
+    assert params["spark.sql.warehouse.dir"] == "/srv/dataops/spark/spark-warehouse"
+    metastore = params["spark.hadoop.javax.jdo.option.ConnectionURL"]
+    assert "databaseName=/srv/dataops/spark/metastore_db;" in metastore
+    assert (
+        "-Dderby.stream.error.file=/srv/dataops/spark/derby.log"
+        in params["spark.driver.extraJavaOptions"]
+    )
+    with pytest.raises(ProfileError, match="no output 'oracle'"):
+        profile_output("oracle")
+
+
+def test_spark_scratch_files_are_git_ignored(tmp_path):
+    home = REPO_ROOT / ".dataops"
+    paths = [f"{home.name}/spark/metastore_db/x", f"{home.name}/spark/derby.log"]
+    result = subprocess.run(
+        ["git", "check-ignore", *paths], cwd=REPO_ROOT, capture_output=True, text=True
+    )
+    assert result.stdout.split() == paths
+
+
+def test_model_and_unit_test_names_fit_postgres_identifiers():
+    """PostgreSQL cuts identifiers at 63 characters; dbt refuses longer relation names."""
+    too_long = []
+    for path in (PROJECT_DIR / "models").rglob("*"):
+        if path.suffix == ".sql" and len(path.stem) > POSTGRES_IDENTIFIER_LIMIT:
+            too_long.append(f"{path}: model {path.stem}")
+        if path.suffix == ".yml":
+            document = yaml.safe_load(path.read_text()) or {}
+            for test in document.get("unit_tests") or []:
+                if len(test["name"]) > POSTGRES_IDENTIFIER_LIMIT:
+                    too_long.append(f"{path}: unit test {test['name']}")
+    assert not too_long, "names longer than 63 characters:\n" + "\n".join(too_long)
+
+
+# End to end on three engines ------------------------------------------------------------------
+
+
+def _run(args: list[str], env: dict[str, str], timeout: int = 900) -> str:
+    result = subprocess.run(
+        args, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=timeout
+    )
+    assert result.returncode == 0, (
+        f"{' '.join(args)} exited {result.returncode}\n{result.stdout[-6000:]}\n"
+        f"{result.stderr[-3000:]}"
+    )
+    return result.stdout
+
+
+def _checksums(home: Path, engine: str, env: dict[str, str]) -> dict[str, dict]:
+    output = _run([sys.executable, "-m", "orchestration.cli", "engines", "checksum", engine], env)
+    return json.loads(output[output.index("{") :])
+
+
+def _build_and_test(engine: str, env: dict[str, str]) -> dict[str, str]:
+    """dbt compile and dbt build of the whole project; the statuses of every node."""
+    _run(engine_dbt_args(engine, "compile"), env)
+    _run(engine_dbt_args(engine, "build"), env)
+    results = json.loads((Path(env["DBT_TARGET_PATH"]) / "run_results.json").read_text())
+    return {r["unique_id"]: r["status"] for r in results["results"]}
+
+
+@pytest.fixture(scope="module")
+def duckdb_reference(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, dict]]:
+    """The sample built on DuckDB (the main job) and its mart checksums."""
+    home = tmp_path_factory.mktemp("engines")
+    sample = ["--order-items", str(SMALL["order_items"]), "--days", str(SMALL["days"])]
+    dataops(home, "generate", *sample)
+    dataops(home, "run")
+    return home, _checksums(home, "duckdb", platform_env(home))
+
+
+def _engine_env(home: Path, engine: str, extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = platform_env(home)
+    env.update(extra or {})
+    env["DBT_TARGET_PATH"] = str(home / f"target-{engine}")
+    return env
+
+
+@pytest.fixture(scope="module")
+def postgres_server() -> Iterator[dict[str, str]]:
+    from orchestration.engines.local_postgres import LocalPostgres
+
+    server = LocalPostgres.start()
+    try:
+        yield server.env()
+    finally:
+        server.stop()
+
+
+def _assert_same_marts(reference: dict[str, dict], other: dict[str, dict], engine: str) -> None:
+    assert set(reference) == set(mart_names()) and all(v["rows"] > 0 for v in reference.values())
+    differing = {
+        name: {"duckdb": reference[name], engine: other.get(name)}
+        for name in reference
+        if other.get(name) != reference[name]
+    }
+    assert not differing, f"marts differ between DuckDB and {engine}: {differing}"
+
+
+def _assert_green(statuses: dict[str, str]) -> None:
+    bad = {uid: status for uid, status in statuses.items() if status not in ("success", "pass")}
+    assert not bad, bad
+    kinds = {uid.split(".")[0] for uid in statuses}
+    assert {"model", "seed", "test", "unit_test"} <= kinds, kinds
+
+
+@pytest.mark.slow
+def test_the_project_builds_on_postgres_with_the_same_marts(duckdb_reference, postgres_server):
+    home, reference = duckdb_reference
+    env = _engine_env(home, "postgres", postgres_server)
+    output = _run([sys.executable, "-m", "orchestration.cli", "engines", "load", "postgres"], env)
+    assert "shop.order_items" in output and "ERROR" not in output
+    again = _run([sys.executable, "-m", "orchestration.cli", "engines", "load", "postgres"], env)
+    assert " 0 files loaded" in again and all(
+        " 0 files loaded" in line for line in again.splitlines() if "files loaded" in line
+    )
+    _assert_green(_build_and_test("postgres", env))
+    _assert_same_marts(reference, _checksums(home, "postgres", env), "postgres")
+    # A second build runs the incremental fact incrementally, and changes nothing.
+    _run(engine_dbt_args("postgres", "build", "--select", "fct_order_items"), env)
+    after = _checksums(home, "postgres", env)
+    assert after["fct_order_items"] == reference["fct_order_items"]
+
+
+@pytest.mark.slow
+def test_the_project_builds_on_spark_with_the_same_marts(duckdb_reference):
+    home, reference = duckdb_reference
+    env = _engine_env(home, "spark")
+    output = _run([sys.executable, "-m", "orchestration.cli", "engines", "load", "spark"], env)
+    assert "shop.order_items" in output and "ERROR" not in output
+    statuses = _build_and_test("spark", env)
+    _assert_green(statuses)
+    assert (home / "spark" / "metastore_db").is_dir() and (home / "spark" / "derby.log").exists()
+    _assert_same_marts(reference, _checksums(home, "spark", env), "spark")
