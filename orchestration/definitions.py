@@ -23,6 +23,7 @@ from orchestration.assets.ingestion import (
 )
 from orchestration.checks.freshness import build_freshness_checks
 from orchestration.manifest import load_manifest, manifest_path
+from orchestration.observability.dagster_events import event_log_sensors
 from orchestration.registry import load_registry
 from orchestration.resources import dbt_resource
 from orchestration.schedules import build_daily_job, build_daily_schedule
@@ -50,6 +51,7 @@ def build_definitions() -> Definitions:
         sensors=[
             build_landing_sensor(tables, executable),
             run_failure_alert,
+            *event_log_sensors(),  # dagster.run_started/succeeded; links run ids
             AutomationConditionSensorDefinition(
                 "dbt_automation",
                 target=executable,

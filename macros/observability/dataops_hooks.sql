@@ -3,7 +3,7 @@
     and measure the monitored source tables (before any test reads the metric history).
 -#}
 {% macro dataops_on_run_start() -%}
-    {%- if not execute -%}{{ return('') }}{%- endif -%}
+    {%- if not execute or not dataops_observability_enabled() -%}{{ return('') }}{%- endif -%}
     {%- set sources = [] -%}
     {%- for spec in dataops_monitored_tables() if spec.kind == 'source' -%}
         {%- do sources.append(spec) -%}
@@ -18,7 +18,8 @@ insert into platform.events (
     '{{ invocation_id }}', {{ dataops_literal(env_var('DAGSTER_RUN_ID', '') or none) }},
     {{ dataops_literal('dbt ' ~ flags.WHICH) }},
     {{ dataops_literal(tojson({'command': flags.WHICH, 'target': target.name,
-        'selector': invocation_args_dict.get('select'), 'as_of': var('dataops_as_of', none) or env_var('DATAOPS_AS_OF', '') or none})) }}
+        'selector': invocation_args_dict.get('select'), 'as_of': var('dataops_as_of', none) or env_var('DATAOPS_AS_OF', '') or none,
+        'target_path': env_var('DBT_TARGET_PATH', '') or none})) }}
 );
 {{ dataops_collect_metrics(sources) }}
 {%- endmacro %}
@@ -30,7 +31,7 @@ insert into platform.events (
     measure the monitored models, which this invocation may have rebuilt.
 -#}
 {% macro dataops_on_run_end(results) -%}
-    {%- if not execute -%}{{ return('') }}{%- endif -%}
+    {%- if not execute or not dataops_observability_enabled() -%}{{ return('') }}{%- endif -%}
     {%- set dagster_run_id = dataops_literal(env_var('DAGSTER_RUN_ID', '') or none) -%}
     {%- set now = modules.datetime.datetime.utcnow().strftime('%Y-%m-%d %H:%M:%S.%f') -%}
     {%- set rows = [] -%}
@@ -103,4 +104,10 @@ from {{ node.relation_name }};
 {% macro dataops_anomaly_test_names() -%}
     {{ return(['volume_anomaly', 'freshness_anomaly', 'null_rate_anomaly',
                'distribution_anomaly', 'schema_change']) }}
+{%- endmacro %}
+
+
+{#- Env DATAOPS_OBSERVABILITY=off turns the hooks off (bench/bench_observability.py compares). -#}
+{% macro dataops_observability_enabled() -%}
+    {{ return(env_var('DATAOPS_OBSERVABILITY', 'on') | lower not in ('off', 'false', '0')) }}
 {%- endmacro %}
