@@ -118,16 +118,21 @@ def build_freshness_checks(manifest: Mapping[str, Any]) -> list[AssetChecksDefin
         selection = [f"source:{slas[u]['source_name']}.{slas[u]['name']}" for u in wanted]
         with tempfile.TemporaryDirectory(prefix="dbt-freshness-") as target:
             invocation = dbt.cli(
-                ["source", "freshness", "--select", *selection],
+                ["source", "freshness", "--select", " ".join(selection)],
                 raise_on_error=False,
                 target_path=Path(target),
             )
-            invocation.wait()
+            log = [
+                str(event.raw_event.get("info", {}).get("msg", ""))
+                for event in invocation.stream_raw_events()
+            ]
             sources_json = Path(target) / "sources.json"
             if not sources_json.exists():
-                log = Path(target) / "dbt.log"
-                tail = log.read_text(encoding="utf-8")[-4000:] if log.exists() else "(no log)"
-                raise RuntimeError(f"dbt source freshness wrote no sources.json; its log:\n{tail}")
+                raise RuntimeError(
+                    f"`dbt source freshness` wrote no {sources_json.name} "
+                    f"(exit {invocation.process.returncode}, {invocation.process.args}); its log:\n"
+                    + "\n".join(log[-40:])
+                )
             results = json.loads(sources_json.read_text(encoding="utf-8"))["results"]
         by_id = {r["unique_id"]: r for r in results}
         for unique_id, spec in wanted.items():

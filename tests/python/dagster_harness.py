@@ -32,7 +32,7 @@ T = TypeVar("T")
 
 
 def wait_for(
-    what: str, probe: Callable[[], T | None], timeout: float = 420, interval: float = 1.0
+    what: str, probe: Callable[[], T | None], timeout: float = 1200, interval: float = 1.0
 ) -> T:
     """Poll ``probe`` until it returns something truthy; fail naming ``what`` after ``timeout``.
 
