@@ -23,6 +23,7 @@ from dagster import (
 
 from orchestration.assets.translator import RAW_PREFIX, owner_tag, raw_asset_key
 from orchestration.ingestion.loader import TableOutcome, ingest
+from orchestration.observability.dagster_events import ingestion_metadata
 from orchestration.registry import LINEAGE_COLUMNS, SourceTable
 from orchestration.resources import WAREHOUSE_POOL
 from orchestration.settings import Settings, load_settings
@@ -145,7 +146,11 @@ def build_ingestion_assets(tables: Sequence[SourceTable], owners: dict[str, str]
         for table in selected:
             yield MaterializeResult(
                 asset_key=raw_asset_key(table.source, table.name),
-                metadata=raw_metadata(summary.tables[table.key], summary.batch_id),
+                metadata={
+                    **raw_metadata(summary.tables[table.key], summary.batch_id),
+                    # row_count, freshness_lag_hours (orchestration/observability)
+                    **ingestion_metadata(settings.warehouse_path, table.schema, table.name),
+                },
             )
 
     return ingest_landed_files

@@ -9,6 +9,7 @@ ingestion asset names its batch `dagster-<run id[:8]>`.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -133,3 +134,22 @@ def table_metadata(warehouse: str, source_name: str, table_name: str) -> dict[st
     except duckdb.Error:
         return {}
     return {name: float(value) for name, value in rows if value is not None}
+
+
+def ingestion_metadata(warehouse: Path, schema: str, table: str) -> dict[str, Any]:
+    """Row count and freshness of a raw table right after ingestion, as materialisation metadata
+    (numbers, so the Dagster UI plots them per materialisation)."""
+    from dagster import MetadataValue
+
+    try:
+        with duckdb.connect(str(warehouse), read_only=True) as con:
+            rows, lag = con.execute(
+                "select count(*), epoch((now() at time zone 'UTC') - max(_loaded_at)) / 3600.0 "
+                f'from "{schema}"."{table}"'
+            ).fetchone()
+    except duckdb.Error:
+        return {}
+    metadata: dict[str, Any] = {"row_count": MetadataValue.int(int(rows))}
+    if lag is not None:
+        metadata["freshness_lag_hours"] = MetadataValue.float(float(lag))
+    return metadata

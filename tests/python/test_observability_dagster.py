@@ -15,7 +15,12 @@ from dagster import (
 )
 
 from orchestration import events
-from orchestration.observability.dagster_events import run_started, run_succeeded, table_metadata
+from orchestration.observability.dagster_events import (
+    ingestion_metadata,
+    run_started,
+    run_succeeded,
+    table_metadata,
+)
 from tests.python.conftest import settings_for
 
 
@@ -80,3 +85,11 @@ def test_table_metadata_reads_the_latest_measurements(built_platform) -> None:
     assert set(metadata) == {"row_count", "rows_added", "freshness_lag_hours"}
     assert metadata["row_count"] > 0
     assert table_metadata(str(home / "missing.duckdb"), "shop", "orders") == {}
+
+
+def test_ingestion_metadata_has_row_count_and_freshness(built_platform) -> None:
+    home, _ = built_platform
+    metadata = ingestion_metadata(home / "warehouse_dev.duckdb", "raw_shop", "orders")
+    assert metadata["row_count"].value > 0
+    assert 0 <= metadata["freshness_lag_hours"].value < 24 * 365
+    assert ingestion_metadata(home / "warehouse_dev.duckdb", "raw_shop", "missing") == {}
