@@ -122,18 +122,27 @@ def reader_sql(table: SourceTable) -> str:
     landing = table.landing
     if landing.format == "csv":
         options = landing.options
+        # Without a header row the declared columns (not computed ones) name the fields, in order.
+        names = "" if options.header else ", names = [{}]".format(
+            ", ".join(_literal(c.name) for c in table.columns if not c.meta.expression)
+        )
         return (
             "select * from read_csv(?, header = {header}, delim = {delim}, quote = {quote}, "
-            "encoding = {encoding}, all_varchar = true)"
+            "encoding = {encoding}, compression = {compression}, all_varchar = true{names})"
         ).format(
             header="true" if options.header else "false",
             delim=_literal(options.delimiter),
             quote=_literal(options.quote),
             encoding=_literal(options.encoding),
+            compression=_literal(options.compression),
+            names=names,
         )
     if landing.format == "jsonl":
         columns = ", ".join(f"{_literal(c.name)}: 'VARCHAR'" for c in table.columns)
-        return f"select * from read_json(?, format = 'newline_delimited', columns = {{{columns}}})"
+        return (
+            "select * from read_json(?, format = 'newline_delimited', "
+            f"compression = {_literal(landing.options.compression)}, columns = {{{columns}}})"
+        )
     return "select * from read_parquet(?)"
 
 
