@@ -14,7 +14,6 @@ from pathlib import Path
 
 import duckdb
 import pytest
-import yaml
 
 from orchestration import staging_sync
 from orchestration.settings import REPO_ROOT
@@ -90,50 +89,6 @@ def test_derived_columns_and_lineage_are_added(compiled: dict[str, str]):
     assert 'cast("amount" as bigint) as "amount_cents"' in sql
     for column in ("_file_name", "_file_hash", "_batch_id", "_loaded_at"):
         assert column in sql
-
-
-def _break_declaration(project: Path, edit) -> None:
-    path = project / "models/staging/shop/_shop__sources.yml"
-    document = yaml.safe_load(path.read_text())
-    edit(next(t for t in document["sources"][0]["tables"] if t["name"] == "orders"))
-    path.write_text(yaml.safe_dump(document, sort_keys=False))
-
-
-@pytest.mark.parametrize(
-    ("edit", "expected"),
-    [
-        (
-            lambda t: t["config"]["meta"].update(primary_key="order_number"),
-            "meta.primary_key is order_number; expected one of the staged column names",
-        ),
-        (
-            lambda t: t["columns"][0].update(name='order_id" from x; drop table y; --'),
-            "is not a valid identifier",
-        ),
-        (
-            lambda t: t["columns"][2].update(data_type="varchar); drop table y; --"),
-            "is not a valid type",
-        ),
-        (
-            lambda t: t["config"]["meta"].update(dedupe={"latest_by": "changed_at"}),
-            "meta.dedupe.latest_by is 'changed_at'",
-        ),
-    ],
-    ids=[
-        "unknown-primary-key",
-        "injection-in-column-name",
-        "injection-in-type",
-        "unknown-dedupe-column",
-    ],
-)
-def test_a_wrong_declaration_fails_compilation_naming_the_model(tmp_path: Path, edit, expected):
-    project = copy_project(tmp_path / "project")
-    _break_declaration(project, edit)
-    result = dbt(project, tmp_path, "compile", "--select", "stg_shop__orders")
-    output = result.stdout + result.stderr
-    assert result.returncode != 0
-    assert "Model 'stg_shop__orders', source 'shop.orders'" in output
-    assert expected in output
 
 
 @pytest.mark.slow
@@ -279,6 +234,18 @@ def test_lab_derived_tests_run_and_report(lab: dict):
 
 
 MACRO_ERRORS = {
+    "unknown_key": (
+        lambda t: t["config"]["meta"].update(primary_key="id"),
+        "meta.primary_key is id; expected one of the staged column names account_id,",
+    ),
+    "unknown_dedupe": (
+        lambda t: t["config"]["meta"].update(dedupe={"latest_by": "changed_at"}),
+        "meta.dedupe.latest_by is 'changed_at'; expected one of the staged column names",
+    ),
+    "injection_type": (
+        lambda t: t["columns"][5].update(data_type="integer); drop table y; --"),
+        "data_type 'integer); drop table y; --' is not a valid type",
+    ),
     "injection_column": (
         lambda t: t["columns"][2].update(name='status" from x; drop table y; --'),
         "column 'status\" from x; drop table y; --' is not a valid identifier",
