@@ -165,22 +165,76 @@ def _assert_green(statuses: dict[str, str]) -> None:
     assert {"model", "seed", "test", "unit_test"} <= kinds, kinds
 
 
-@pytest.mark.slow
-def test_the_project_builds_on_postgres_with_the_same_marts(duckdb_reference, postgres_server):
-    home, reference = duckdb_reference
+@pytest.fixture(scope="module")
+def postgres_built(duckdb_reference, postgres_server) -> tuple[Path, dict[str, str], dict]:
+    """The sample loaded into PostgreSQL and built there: (home, environment, node statuses)."""
+    home, _ = duckdb_reference
     env = _engine_env(home, "postgres", postgres_server)
     output = _run([sys.executable, "-m", "orchestration.cli", "engines", "load", "postgres"], env)
     assert "shop.order_items" in output and "ERROR" not in output
     again = _run([sys.executable, "-m", "orchestration.cli", "engines", "load", "postgres"], env)
-    assert " 0 files loaded" in again and all(
-        " 0 files loaded" in line for line in again.splitlines() if "files loaded" in line
-    )
-    _assert_green(_build_and_test("postgres", env))
+    assert all(" 0 files loaded" in line for line in again.splitlines() if "files loaded" in line)
+    return home, env, _build_and_test("postgres", env)
+
+
+def _postgres_rows(env: dict[str, str], sql: str) -> tuple[list[str], list[tuple]]:
+    import psycopg2
+
+    with (
+        psycopg2.connect(
+            host=env["DATAOPS_PG_HOST"],
+            port=int(env["DATAOPS_PG_PORT"]),
+            user=env["DATAOPS_PG_USER"],
+            dbname=env["DATAOPS_PG_DATABASE"],
+        ) as con,
+        con.cursor() as cur,
+    ):
+        cur.execute(sql)
+        rows = cur.fetchall() if cur.description else []
+        return [d[0] for d in cur.description or []], rows
+
+
+@pytest.mark.slow
+def test_the_project_builds_on_postgres_with_the_same_marts(duckdb_reference, postgres_built):
+    _, reference = duckdb_reference
+    home, env, statuses = postgres_built
+    _assert_green(statuses)
     _assert_same_marts(reference, _checksums(home, "postgres", env), "postgres")
     # A second build runs the incremental fact incrementally, and changes nothing.
     _run(engine_dbt_args("postgres", "build", "--select", "fct_order_items"), env)
     after = _checksums(home, "postgres", env)
     assert after["fct_order_items"] == reference["fct_order_items"]
+
+
+@pytest.mark.slow
+def test_a_pull_request_environment_on_postgres_is_one_schema_of_the_shared_database(
+    postgres_built,
+):
+    home, env, _ = postgres_built
+    pr_env = {**env, "DATAOPS_PG_SCHEMA": "pr_7", "DBT_TARGET_PATH": str(home / "target-pr-7")}
+    _run(
+        engine_dbt_args(
+            "postgres",
+            "build",
+            "--select",
+            "fct_orders+",
+            "--defer",
+            "--state",
+            env["DBT_TARGET_PATH"],
+        ),
+        pr_env,
+    )
+    _, tables = _postgres_rows(
+        env, "select table_name from information_schema.tables where table_schema = 'pr_7'"
+    )
+    built = {name for (name,) in tables}
+    assert {"fct_orders", "dim_customers", "fct_daily_revenue"} <= built
+    assert not {name for name in built if name.startswith(("stg_", "int_"))}, built
+    pr = table_checksum(*_postgres_rows(env, "select * from pr_7.fct_orders"))
+    prod = table_checksum(*_postgres_rows(env, "select * from marts.fct_orders"))
+    assert pr == prod and pr.rows > 0
+    _postgres_rows(env, "drop schema pr_7 cascade")
+    assert _postgres_rows(env, "select count(*) from marts.fct_orders")[1][0][0] == prod.rows
 
 
 @pytest.mark.slow
