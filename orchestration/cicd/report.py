@@ -48,7 +48,8 @@ def modified_nodes(layout: Layout, number: int) -> set[str]:
             "unique_id",
             "--target-path",
             str(layout.pr_target_dir(number)),
-            "--quiet",
+            "--log-level",
+            "none",
         ],
     )
     with environ({**load_settings("ci").dbt_env(), **layout.dbt_environment(number)}):

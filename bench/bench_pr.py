@@ -1,0 +1,168 @@
+"""Benchmark pull-request builds: a slim PR build (`dataops pr build`: state:modified+ deferred to
+prod) for a one-model change, against a full build of the same project for the PR.
+
+    .venv/bin/python bench/bench_pr.py                                  # 50k order items
+    .venv/bin/python bench/bench_pr.py --order-items 10000000 --home /tmp/bench_pr --keep
+
+Steps, in a git repository holding a copy of the project (main, then one branch per change):
+generate the sample (skipped when the home's landing folder holds files), ingest into prod,
+`dataops deploy` (the prod build), then for each change: commit it on a branch and time
+`dataops pr build`; and once, the full build of the whole project into a PR environment
+(`dataops pr build --select '*'`: everything rebuilt, raw data read from prod), which is what a
+CI without state comparison does. Prints one line per figure; record them in
+docs/benchmarks.md. Not a test: nothing fails on time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_PARTS = (
+    "dbt_project.yml",
+    "profiles",
+    "models",
+    "macros",
+    "seeds",
+    "tests/dbt",
+    "orchestration",
+)
+
+# One-model changes: (name, file, old text, new text).
+CHANGES = {
+    "mart": (
+        "models/marts/finance/fct_daily_revenue.sql",
+        "sum(case when is_fulfillable then order_amount else 0 end) as gross_revenue",
+        "sum(order_amount) as gross_revenue",
+    ),
+    "intermediate": (
+        "models/intermediate/finance/int_payments_pivoted_to_orders.sql",
+        "\nfinal as (",
+        "\nfinal as (\n    -- a comment is a change: dbt compares the SQL text\n",
+    ),
+}
+
+
+def _env(home: Path, landing: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATAOPS_", "DBT_", "GITHUB_"))}
+    env.update(
+        DATAOPS_HOME=str(home),
+        DATAOPS_LANDING=str(landing),
+        DBT_TARGET="dev",
+        DBT_TARGET_PATH=str(home / "target"),
+        DBT_LOG_PATH=str(home / "logs"),
+        DBT_SEND_ANONYMOUS_USAGE_STATS="false",
+        DBT_VERSION_CHECK="false",
+    )
+    return env
+
+
+def timed(repo: Path, env: dict[str, str], *args: str) -> float:
+    started = time.perf_counter()
+    result = subprocess.run(
+        [sys.executable, "-m", "orchestration.cli", *args],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    elapsed = time.perf_counter() - started
+    if result.returncode != 0:
+        raise SystemExit(f"dataops {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+    return elapsed
+
+
+def git(repo: Path, *args: str) -> None:
+    subprocess.run(
+        ["git", "-c", "user.name=bench", "-c", "user.email=bench@example.com", *args],
+        cwd=repo,
+        check=True,
+        capture_output=True,
+    )
+
+
+def models_built(home: Path, number: int) -> int:
+    results = json.loads((home / "pr" / str(number) / "target" / "run_results.json").read_text())
+    return sum(r["unique_id"].startswith("model.") for r in results["results"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--order-items", type=int, default=50_000)
+    parser.add_argument("--days", type=int, default=30)
+    parser.add_argument("--home", type=Path, help="platform home to use (kept; reuses its landing)")
+    parser.add_argument("--changes", nargs="*", default=list(CHANGES), choices=list(CHANGES))
+    parser.add_argument("--keep", action="store_true", help="keep the temporary home")
+    args = parser.parse_args()
+
+    home = (args.home or Path(tempfile.mkdtemp(prefix="bench-pr-"))).resolve()
+    landing = home / "landing"
+    repo = home / "repo"
+    env = _env(home, landing)
+    try:
+        if not (landing.exists() and any(p.is_file() for p in landing.rglob("*"))):
+            seconds = timed(
+                REPO_ROOT,
+                env,
+                "generate",
+                "--order-items",
+                str(args.order_items),
+                "--days",
+                str(args.days),
+            )
+            print(f"generate {args.order_items:,} order items:          {seconds:8.1f} s")
+        shutil.rmtree(repo, ignore_errors=True)
+        repo.mkdir(parents=True)
+        for part in PROJECT_PARTS:
+            source = REPO_ROOT / part
+            if source.is_dir():
+                shutil.copytree(source, repo / part, ignore=shutil.ignore_patterns("__pycache__"))
+            else:
+                shutil.copy(source, repo / part)
+        git(repo, "init", "-q", "-b", "main")
+        git(repo, "add", "-A")
+        git(repo, "commit", "-q", "-m", "main")
+        if not (home / "warehouse_prod.duckdb").exists():
+            seconds = timed(repo, env, "--target", "prod", "ingest")
+            print(f"ingest into prod:                       {seconds:8.1f} s")
+        seconds = timed(repo, env, "deploy", "--no-docs")
+        print(f"deploy (prod build + publish manifest): {seconds:8.1f} s")
+
+        full = timed(repo, env, "pr", "build", "900", "--select", "*")
+        full_models = models_built(home, 900)
+        timed(repo, env, "pr", "teardown", "900")
+        print(f"full build for a PR ({full_models} models):        {full:8.1f} s")
+        for number, name in enumerate(args.changes, start=901):
+            path, old, new = CHANGES[name]
+            git(repo, "checkout", "-q", "main")
+            git(repo, "checkout", "-q", "-B", f"change-{name}")
+            text = (repo / path).read_text()
+            assert text.count(old) == 1, f"{path}: {old!r} not found once"
+            (repo / path).write_text(text.replace(old, new))
+            git(repo, "commit", "-q", "-am", f"one-model change: {name}")
+            slim = timed(repo, env, "pr", "build", str(number))
+            built = models_built(home, number)
+            timed(repo, env, "pr", "teardown", str(number))
+            print(
+                f"PR build, {name} change ({built} models):  {slim:8.1f} s   "
+                f"= {slim / full:.2f}x the full build"
+            )
+    finally:
+        if args.keep or args.home:
+            print(f"kept {home}")
+        else:
+            shutil.rmtree(home, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
