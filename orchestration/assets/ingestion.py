@@ -27,6 +27,7 @@ from orchestration.observability.dagster_events import ingestion_metadata
 from orchestration.registry import LINEAGE_COLUMNS, SourceTable
 from orchestration.resources import WAREHOUSE_POOL
 from orchestration.settings import Settings, load_settings
+from orchestration.warehouse_lock import with_warehouse_lock_retry
 
 LANDING_PREFIX = "landing"
 
@@ -122,11 +123,16 @@ def build_ingestion_assets(tables: Sequence[SourceTable], owners: dict[str, str]
     def ingest_landed_files(context: AssetExecutionContext) -> Iterator[MaterializeResult]:
         settings = load_settings()
         selected = [by_key[key] for key in sorted(context.selected_asset_keys, key=str)]
-        summary = ingest(
-            settings.warehouse_path,
-            settings.landing_dir,
-            selected,
-            batch_id=f"dagster-{context.run.run_id[:8]}",
+        # Runs hold the warehouse pool, but the daemon's sensors write events outside it for a
+        # moment: wait for such a short-lived lock instead of failing (ingest opens the file
+        # before loading anything, so a retry starts from scratch).
+        summary = with_warehouse_lock_retry(
+            lambda: ingest(
+                settings.warehouse_path,
+                settings.landing_dir,
+                selected,
+                batch_id=f"dagster-{context.run.run_id[:8]}",
+            )
         )
         for table in selected:
             outcome = summary.tables[table.key]

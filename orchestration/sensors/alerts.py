@@ -4,11 +4,9 @@ any HTTP endpoint)."""
 
 import json
 import os
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import duckdb
 from dagster import DefaultSensorStatus, RunFailureSensorContext, run_failure_sensor
@@ -16,11 +14,10 @@ from dagster import DefaultSensorStatus, RunFailureSensorContext, run_failure_se
 from orchestration import events
 from orchestration.sensors.landing import FILES_TAG, SOURCE_TAG
 from orchestration.settings import load_settings
+from orchestration.warehouse_lock import with_warehouse_lock_retry
 
 ALERT_WEBHOOK_ENV = "ALERT_WEBHOOK_URL"
 EVENT_TYPE = "dagster.run_failed"
-LOCK_WAIT_SECONDS = 120.0
-T = TypeVar("T")
 
 
 def alert_payload(context: RunFailureSensorContext) -> dict[str, Any]:
@@ -56,20 +53,6 @@ def post_webhook(url: str, payload: dict[str, Any], timeout: float = 10.0) -> st
             return f"sent ({response.status})"
     except (urllib.error.URLError, OSError) as error:
         return f"failed: {error}"
-
-
-def with_warehouse_lock_retry(action: Callable[[], T], wait: float = LOCK_WAIT_SECONDS) -> T:
-    """Run ``action``; while another process holds the DuckDB write lock, retry with backoff."""
-    deadline = time.monotonic() + wait
-    delay = 0.2
-    while True:
-        try:
-            return action()
-        except duckdb.IOException as error:
-            if "lock" not in str(error).lower() or time.monotonic() > deadline:
-                raise
-            time.sleep(delay)
-            delay = min(delay * 2, 5.0)
 
 
 def record_failure(payload: dict[str, Any], webhook: str | None) -> str:

@@ -221,7 +221,7 @@ def broken_customers(landing: Path) -> Path:
 
 def warehouse_query(home: Path, sql: str, params: list[Any] | None = None) -> list[tuple]:
     """Read the warehouse, waiting while a run holds the write lock."""
-    from orchestration.sensors.alerts import with_warehouse_lock_retry
+    from orchestration.warehouse_lock import with_warehouse_lock_retry
 
     def read() -> list[tuple]:
         with duckdb.connect(str(home / "warehouse_dev.duckdb"), read_only=True) as con:
