@@ -20,6 +20,7 @@ seconds, default 600) with a message, then fails with a clear error.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -123,8 +124,12 @@ def reader_sql(table: SourceTable) -> str:
     if landing.format == "csv":
         options = landing.options
         # Without a header row the declared columns (not computed ones) name the fields, in order.
-        names = "" if options.header else ", names = [{}]".format(
-            ", ".join(_literal(c.name) for c in table.columns if not c.meta.expression)
+        names = (
+            ""
+            if options.header
+            else ", names = [{}]".format(
+                ", ".join(_literal(c.name) for c in table.columns if not c.meta.expression)
+            )
         )
         return (
             "select * from read_csv(?, header = {header}, delim = {delim}, quote = {quote}, "
@@ -325,8 +330,8 @@ def load_file(
             events.record_event(con, event_type, status="success", details=event_details, **common)
         crash_point("before_commit")
         con.execute("commit")
-    except duckdb.Error as error:
-        con.execute("rollback")
+    except duckdb.Error as error:  # the file's data did not fit the raw table after all
+        _rollback(con)
         con.execute(f"drop table if exists {INCOMING}")
         problem = validation.explain_read_error(error)
         problem.rule = "load_failed"
@@ -335,9 +340,17 @@ def load_file(
                 con, table, path, file_hash, batch_id, landing_root, [problem]
             )
         )
+    except BaseException:
+        _rollback(con)
+        raise
     crash_point("after_commit")
     con.execute(f"drop table if exists {INCOMING}")
     return FileResult(rows=rows, added_columns=staged.added_columns)
+
+
+def _rollback(con: duckdb.DuckDBPyConnection) -> None:
+    with contextlib.suppress(duckdb.Error):  # a failed commit has already ended it
+        con.execute("rollback")
 
 
 def quarantine_file(
@@ -415,7 +428,7 @@ def quarantine_file(
         )
         con.execute("commit")
     except BaseException:
-        con.execute("rollback")
+        _rollback(con)
         raise
     crash_point("quarantine_after_record")
     quarantine.move(path, target)
