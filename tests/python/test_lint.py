@@ -145,6 +145,19 @@ def test_a_misspelt_capitalisation_key_would_be_ignored(tmp_path: Path):
     assert "CP01" in codes and "CP03" not in codes, result.stdout
 
 
+def test_the_hook_lints_only_models_and_singular_tests_among_changed_files(tmp_path: Path):
+    from orchestration.project_rules.commands import sql_targets
+
+    changed = ["models/marts/core/fct_orders.sql", "models/marts/core/_core__models.yml",
+               "macros/staging/stage_source.sql", "tests/dbt/generic/test_not_negative.sql",
+               "tests/dbt/singular/assert_x.sql", "orchestration/cli.py"]
+    targets = sql_targets([str(tmp_path / p) for p in changed], tmp_path)
+    assert targets == [str(tmp_path / "models/marts/core/fct_orders.sql"),
+                       str(tmp_path / "tests/dbt/singular/assert_x.sql")]
+    assert sql_targets([], tmp_path) == [str(tmp_path / "models"),
+                                         str(tmp_path / "tests/dbt/singular")]
+
+
 # --- pre-commit ----------------------------------------------------------------------------------
 HOOK = "dbt parse + project rules + sqlfluff"
 
