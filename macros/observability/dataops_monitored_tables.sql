@@ -35,7 +35,9 @@
 
 
 {% macro dataops_monitor_spec(node, kind, monitors) -%}
-    {%- set where = node.original_file_path ~ ": " ~ kind ~ " '"
+    {%- set declared_in = node.original_file_path if kind == 'source'
+        else (node.patch_path or node.original_file_path).split('://')[-1] -%}
+    {%- set where = declared_in ~ ": " ~ kind ~ " '"
         ~ ((node.source_name ~ '.') if kind == 'source' else '') ~ node.name ~ "', meta.monitors" -%}
     {%- set known_keys = ['volume', 'freshness', 'columns'] -%}
     {%- set known_metrics = ['null_rate', 'distinct_count', 'min', 'max', 'mean'] -%}

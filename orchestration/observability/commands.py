@@ -4,23 +4,30 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 from orchestration.settings import Settings
 
 
 def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
-    from orchestration.dbt_cli import dbt_args, run_dbt
+    from orchestration.dbt_cli import dbt_args
     from orchestration.observability.report import write_report
 
     output = Path(args.output or settings.home / "reports" / "observability.html").resolve()
     docs_link = None
     if not args.no_docs:
         # dbt docs generate --static: one self-contained index.html, copied beside the report.
-        generate = dbt_args("generate", settings.target, extra=["--static"])
-        outcome = run_dbt(settings, ["docs", *generate])
-        if not outcome.success:
-            print(f"dbt docs generate failed: {outcome.exception or outcome.failures}")
+        # In a subprocess: dbt-duckdb keeps its connection open in-process, which would keep
+        # the report's read-only connection out.
+        dbt = str(Path(sys.executable).parent / "dbt")
+        generate = subprocess.run(
+            [dbt, "docs", *dbt_args("generate", settings.target, extra=["--static"])],
+            env=settings.dbt_env(), capture_output=True, text=True,
+        )
+        if generate.returncode != 0:
+            print(f"dbt docs generate failed:\n{generate.stdout[-3000:]}")
             return 1
         docs = output.parent / "dbt-docs.html"
         output.parent.mkdir(parents=True, exist_ok=True)

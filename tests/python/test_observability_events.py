@@ -68,6 +68,13 @@ def test_monitored_sources_are_measured_from_their_declaration(built_platform) -
 
     declared = {f"source.dataops.{t.source}.{t.name}" for t in load_registry() if t.monitors}
     assert {row[0] for row in measured} == declared
+    # a mart's `monitors` block (model YAML): measured whole after the build
+    mart = _query(
+        home / "warehouse_dev.duckdb",
+        "select metric_name, count(*) from platform.metric_history "
+        "where node_id = 'model.dataops.fct_daily_revenue' group by 1 order by 1",
+    )
+    assert [name for name, _ in mart] == ["mean", "min", "row_count"]
 
 
 def test_dbt_creates_the_event_log_with_the_shape_python_writes(tmp_path: Path) -> None:
@@ -212,3 +219,33 @@ def test_report_renders_in_chromium_with_charts_incidents_and_lineage(incident, 
     subprocess.run([*command, f"--screenshot={screenshot}", "--window-size=1400,2400",
                     report.as_uri()], capture_output=True, timeout=120)
     assert screenshot.stat().st_size > 10_000
+
+
+@pytest.mark.parametrize(
+    ("columns", "message"),
+    [
+        ("{net_revenue: [median]}", "unknown metric 'median'; expected one of null_rate"),
+        ("{revenue_date: [mean]}",
+         "metric 'mean' needs a numeric column, but its data_type is 'date'"),
+        ("{nope: [null_rate]}", "'nope' is not a staged column"),
+    ],
+)
+def test_a_wrong_monitors_block_fails_naming_file_table_and_value(
+    tmp_path: Path, columns: str, message: str
+) -> None:
+    from tests.python.dbt_project_copy import copy_project
+
+    project = copy_project(tmp_path / "project")
+    models = project / "models" / "marts" / "finance" / "_finance__models.yml"
+    text = models.read_text()
+    declared = r"columns: \{net_revenue: \[mean, min\]\}"
+    models.write_text(re.sub(declared, f"columns: {columns}", text))
+    home = tmp_path / "home"
+    home.mkdir()
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "dbt"), "seed", "--project-dir", str(project)],
+        cwd=project, env=platform_env(home), capture_output=True, text=True, timeout=900,
+    )
+    assert result.returncode != 0
+    assert "models/marts/finance/_finance__models.yml: model 'fct_daily_revenue'" in result.stdout
+    assert message in result.stdout
