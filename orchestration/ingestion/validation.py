@@ -209,13 +209,21 @@ def _first_nul(path: Path) -> int | None:
 
 def _nul_violation(table: SourceTable, path: Path, offset: int) -> Violation:
     """Where a NUL byte sits: line, row and (CSV) column, read from the bytes before it."""
-    with path.open("rb") as handle:
-        before = handle.read(offset)
+    newlines, line_start, position = 0, 0, 0
+    with path.open("rb") as handle:  # count lines in chunks: the NUL may be gigabytes in
+        while position < offset:
+            chunk = handle.read(min(1 << 20, offset - position))
+            newlines += chunk.count(b"\n")
+            if (last := chunk.rfind(b"\n")) >= 0:
+                line_start = position + last + 1
+            position += len(chunk)
+        handle.seek(line_start)
+        before = handle.read(offset - line_start)
         rest = handle.readline()
-    line = before.count(b"\n") + 1
+    line = newlines + 1
     header = table.landing.format == "csv" and table.landing.options.header
     row = line - 1 if header else line
-    text = (before[before.rfind(b"\n") + 1 :] + rest).decode("utf-8", "replace")
+    text = (before + rest).decode("utf-8", "replace")
     column = None
     if table.landing.format == "csv":
         options = table.landing.options

@@ -232,6 +232,7 @@ class Case:
     message: str = ""  # a fragment the reason's message must contain
     deliver_first: bool = False  # the template is loaded in an earlier run
     table_override: dict | None = None
+    where: dict | None = None  # expected reason fields (line, column, value, ...)
 
 
 CASES = [
@@ -244,7 +245,8 @@ CASES = [
          "unterminated quote"),
     Case("non-UTF-8 bytes", "shop.orders", not_utf8, "quarantined", ("encoding",), "unicode"),
     Case("UTF-8 byte order mark", "shop.orders", with_bom, "loaded"),
-    Case("NUL bytes", "shop.orders", nul_bytes, "quarantined", ("nul_byte",), "NUL byte"),
+    Case("NUL bytes", "shop.orders", nul_bytes, "quarantined", ("nul_byte",), "NUL byte",
+         where={"line": 3, "row": 2, "column": "status", "value": "pla\\0ced"}),
     Case("extra column (additive drift)", "shop.orders", extra_column, "loaded"),
     Case("extra column under strict drift", "shop.orders", strict_extra_column, "quarantined",
          ("unexpected_column",), "schema_drift is strict",
@@ -252,11 +254,13 @@ CASES = [
     Case("missing required column", "shop.orders", missing_column, "quarantined",
          ("missing_column",), "'customer_id'"),
     Case("text in a numeric column", "shop.orders", text_in_numeric, "quarantined",
-         ("type_cast",), "'two hundred'"),
+         ("type_cast",), "'two hundred'",
+         where={"line": 5, "row": 4, "column": "customer_id", "value": "two hundred"}),
     Case("null primary key", "shop.orders", null_key, "quarantined", ("primary_key_null",),
-         "order_id"),
+         "order_id", where={"line": 4, "row": 3, "column": "order_id"}),
     Case("duplicate primary keys inside a file", "shop.orders", duplicate_keys, "quarantined",
-         ("primary_key_duplicate",), "appears more than once"),
+         ("primary_key_duplicate",), "appears more than once",
+         where={"line": 3, "column": "order_id"}),
     Case("lineage column in the file", "shop.orders", reserved_column, "quarantined",
          ("reserved_column",), "_file_name"),
     Case("very large single field", "shop.orders", very_large_field, "quarantined",
@@ -265,11 +269,12 @@ CASES = [
     Case("same file twice", "shop.orders", same_file_twice, "skipped", deliver_first=True),
     Case("same content renamed", "shop.orders", renamed_copy, "skipped", deliver_first=True),
     Case("JSON line with trailing garbage", "payments.payments", json_trailing_garbage,
-         "quarantined", ("malformed_json",), "in line 2:"),
+         "quarantined", ("malformed_json",), "in line 2:", where={"line": 2}),
     Case("JSON array instead of lines", "payments.payments", json_array, "quarantined",
          ("malformed_json", "not_json_object")),
     Case("JSON line that is not an object", "payments.payments", json_not_object, "quarantined",
-         ("not_json_object",), "in line 3:"),
+         ("not_json_object",), "in line 3:",
+         where={"line": 3}),
     Case("JSON key missing from every record", "payments.payments", json_missing_key,
          "quarantined", ("missing_column",), "'order_id'"),
     Case("Parquet with a different schema", "web.sessions", parquet_other_schema, "quarantined",
@@ -368,6 +373,8 @@ def test_bad_input(case: Case, mode: str, sample_landing: Path, tmp_path: Path):
             assert case.message.lower() in reason["message"].lower(), reason["message"]
             assert {"file", "row", "line", "column", "value", "rule", "violations"} <= set(reason)
             assert reason["file"] == str(bad) and reason["file_hash"] == bad_hash
+            for key, value in (case.where or {}).items():
+                assert reason[key] == value, (key, reason)
             assert reason["fix"].endswith(f"dataops replay {moved}")
             [message] = [e for e in summary.errors if bad.name in e]
             assert reason["rule"] in message and "dataops replay" in message
