@@ -46,22 +46,26 @@ insert into platform.events (
         {%- set subject = attached or node -%}
         {%- set completed = (result.timing | map(attribute='completed_at') | select | list) -%}
         {%- set occurred = completed[-1].strftime('%Y-%m-%d %H:%M:%S.%f') if completed else now -%}
+        {%- set response = result.adapter_response if result.adapter_response is mapping else {} -%}
         {%- set details = {
             'resource_type': node.resource_type | string,
             'name': node.name,
-            'execution_time_s': result.execution_time,
-            'rows_affected': (result.adapter_response or {}).get('rows_affected'),
-            'failures': result.failures,
-            'relation': node.relation_name,
+            'execution_time_s': result.execution_time if result.execution_time is number else none,
+            'rows_affected': response.get('rows_affected'),
+            'failures': result.failures if result.failures is number else none,
+            'relation': node.relation_name if node.relation_name is string else none,
             'tested_node_id': attached.unique_id if attached else none,
-            'test_name': node.test_metadata.name if node.resource_type == 'test' and node.test_metadata else none,
+            'test_name': node.test_metadata.name
+                if node.resource_type == 'test' and node.test_metadata is defined and node.test_metadata
+                else none,
         } -%}
         {%- do rows.append("(" ~ dataops_literal(invocation_id ~ ':' ~ node.unique_id) ~ ", 'dbt.node_result', "
             ~ "cast('" ~ occurred ~ "' as timestamp), " ~ dataops_literal(status) ~ ", "
             ~ dataops_literal(subject.source_name if subject.resource_type == 'source' else none) ~ ", "
             ~ dataops_literal(subject.name) ~ ", '" ~ invocation_id ~ "', "
             ~ dataops_literal(node.unique_id) ~ ", " ~ dagster_run_id ~ ", "
-            ~ dataops_literal(result.message) ~ ", " ~ dataops_literal(tojson(details)) ~ ")") -%}
+            ~ dataops_literal(result.message if result.message is string else none) ~ ", "
+            ~ dataops_literal(tojson(details)) ~ ")") -%}
         {%- if node.resource_type == 'test' and status in ('fail', 'warn') and node.relation_name
               and node.test_metadata and node.test_metadata.name in dataops_anomaly_test_names() -%}
             {%- do anomalies.append((node, status)) -%}
