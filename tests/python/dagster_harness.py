@@ -84,7 +84,15 @@ def dagster_env(home: Path, dagster_home: Path, **extra: str) -> dict[str, str]:
 
     env = platform_env(home)
     env.pop("ALERT_WEBHOOK_URL", None)
-    env.update({"DAGSTER_HOME": str(dagster_home), "PYTHONUNBUFFERED": "1", **extra})
+    env.update(
+        {
+            "DAGSTER_HOME": str(dagster_home),
+            "PYTHONUNBUFFERED": "1",
+            # Shared CI machines can be slow to answer: give the code server more than 60 s.
+            "DAGSTER_GRPC_TIMEOUT_SECONDS": "300",
+            **extra,
+        }
+    )
     return env
 
 
