@@ -54,10 +54,10 @@ ui: manifest  ## Dagster UI + daemon on http://127.0.0.1:3000 (instance config: 
 	  -m orchestration.definitions & pid=$$!; echo $$pid > "$(DAGSTER_HOME)/ui.pid"; \
 	trap 'kill -INT -- -$$pid 2>/dev/null' INT TERM; wait $$pid; wait $$pid; rm -f "$(DAGSTER_HOME)/ui.pid"
 
-test: $(STAMP) system-deps  ## the whole test suite (slow end-to-end tests included)
+test: $(STAMP) system-deps manifest  ## the whole test suite (slow end-to-end tests included)
 	$(BIN)/pytest
 
-test-fast: $(STAMP)  ## the tests not marked slow
+test-fast: $(STAMP) manifest  ## the tests not marked slow
 	$(BIN)/pytest -m "not slow"
 
 lint: $(STAMP)  ## quality gates on every file: sqlfluff, ruff, YAML/whitespace, sources sync, dbt parse, project rules
