@@ -34,7 +34,7 @@ pytestmark = pytest.mark.slow
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 # The marts group's lineage: its dbt models as nodes, their upstream staging models as links (the
 # global lineage page shows the layers as collapsed groups).
-LINEAGE_PATH = "/asset-groups/marts"
+LINEAGE_PATH = "/locations/__repository__@orchestration.definitions/asset-groups/marts/lineage"
 DBT_ASSETS_SHOWN = ("fct_orders", "dim_customers", "fct_order_items", "stg_shop__orders")
 
 ASSET_NODES = "{ assetNodes { assetKey { path } groupName isMaterializable } }"
