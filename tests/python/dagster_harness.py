@@ -177,7 +177,7 @@ def graphql(port: int, query: str, variables: dict[str, Any] | None = None) -> d
 
 def redelivery(archive: Path, landing: Path, table: str, n: int) -> Path:
     """A shop file re-delivering one row of ``table`` (customers, products or orders: tables
-    deduplicated by ``updated_at``) with a later ``updated_at`` (and, for customers, a changed
+    deduplicated by ``updated_at``) with the latest ``updated_at`` (and, for customers, a changed
     first name): new content, valid data, resolved by staging's deduplication."""
     source = sorted((archive / "shop" / table).glob("*.csv"))[0]
     with source.open(newline="", encoding="utf-8") as handle:
@@ -185,8 +185,9 @@ def redelivery(archive: Path, landing: Path, table: str, n: int) -> Path:
     row = dict(rows[n % len(rows)])
     if "first_name" in row:
         row["first_name"] = f"Variant{n}"
-    updated = datetime.fromisoformat(row["updated_at"]) + timedelta(seconds=n + 1)
-    row["updated_at"] = updated.strftime("%Y-%m-%d %H:%M:%S")
+    # Later than any delivery of the sample (whose window starts 2025-01-01), so it wins.
+    updated = max(datetime.fromisoformat(row["updated_at"]), datetime(2025, 12, 31))
+    row["updated_at"] = (updated + timedelta(seconds=n + 1)).strftime("%Y-%m-%d %H:%M:%S")
     folder = landing / "shop" / table
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / f"{table}_redelivery_{n:03d}.csv"
