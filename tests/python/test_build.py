@@ -55,7 +55,8 @@ def test_marts_reconcile_with_the_raw_data(built_platform):
         "(select sum(order_amount) from marts.fct_orders where is_fulfillable)",
     )
     assert revenue == order_amounts > 0
-    states = {state for (state,) in _query(home, "select distinct payment_state from marts.fct_orders")}
+    rows = _query(home, "select distinct payment_state from marts.fct_orders")
+    states = {state for (state,) in rows}
     assert {"paid", "unpaid", "refunded"} <= states, states
     [(converted,)] = _query(
         home, "select count(*) from marts.fct_session_conversions where is_converted"
