@@ -247,7 +247,8 @@ def test_a_failed_run_is_recorded_as_an_event_and_posted_to_the_webhook(platform
         "the dagster.run_failed event in platform.events",
         lambda: warehouse_query(
             platform.home,
-            "select event_type, status, details from platform.events where dagster_run_id = ?",
+            "select event_type, status, details from platform.events "
+            "where dagster_run_id = ? and event_type = 'dagster.run_failed'",
             [run.run_id],
         ),
     )
@@ -257,7 +258,7 @@ def test_a_failed_run_is_recorded_as_an_event_and_posted_to_the_webhook(platform
 
 
 def test_a_restarted_daemon_does_not_run_a_known_file_again(platform):
-    from dagster import InstigatorType
+    from dagster._core.scheduler.instigation import InstigatorType
 
     before = {r.run_id for r in platform.runs(tags={})}
     platform.stop()
