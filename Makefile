@@ -54,11 +54,16 @@ ui: manifest  ## Dagster UI + daemon on http://127.0.0.1:3000 (instance config: 
 	  -m orchestration.definitions & pid=$$!; echo $$pid > "$(DAGSTER_HOME)/ui.pid"; \
 	trap 'kill -INT -- -$$pid 2>/dev/null' INT TERM; wait $$pid; wait $$pid; rm -f "$(DAGSTER_HOME)/ui.pid"
 
-test: $(STAMP) system-deps manifest  ## the whole test suite (slow end-to-end tests included)
-	$(BIN)/pytest
+# Test modules run in parallel, one module per worker (its module fixtures stay in one process);
+# the built sample platform is made once per session and shared (tests/python/conftest.py).
+PYTEST_WORKERS ?= 2
+PYTEST_PARALLEL := -n $(PYTEST_WORKERS) --dist loadfile --durations 15
 
-test-fast: $(STAMP) manifest  ## the tests not marked slow
-	$(BIN)/pytest -m "not slow"
+test: $(STAMP) system-deps manifest  ## the whole test suite (slow end-to-end tests included)
+	$(BIN)/pytest $(PYTEST_PARALLEL)
+
+test-fast: $(STAMP) manifest  ## every concern without the full build: the tests not marked slow
+	$(BIN)/pytest $(PYTEST_PARALLEL) -m "not slow"
 
 lint: $(STAMP)  ## quality gates on every file: sqlfluff, ruff, YAML/whitespace, sources sync, dbt parse, project rules
 	$(BIN)/pre-commit run --all-files --show-diff-on-failure

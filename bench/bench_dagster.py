@@ -46,7 +46,7 @@ def dataops(home: Path, *args: str) -> float:
     env = dagster_env(home, home / "dagster_home")
     started = time.perf_counter()
     subprocess.run(
-        [sys.executable, "-m", "orchestration.cli", *args],
+        [sys.executable, "-m", "dataops.cli", *args],
         cwd=REPO_ROOT,
         env=env,
         check=True,

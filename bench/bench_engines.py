@@ -24,8 +24,8 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from orchestration.engines.dbt_commands import engine_dbt_args  # noqa: E402
-from orchestration.engines.local_postgres import LocalPostgres  # noqa: E402
+from dataops.engines.dbt_commands import engine_dbt_args  # noqa: E402
+from dataops.engines.local_postgres import LocalPostgres  # noqa: E402
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -113,7 +113,7 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--engines", nargs="*", default=["duckdb", "spark", "postgres"])
     args = parser.parse_args()
-    cli = [sys.executable, "-m", "orchestration.cli"]
+    cli = [sys.executable, "-m", "dataops.cli"]
     with tempfile.TemporaryDirectory(prefix="bench-engines-") as folder:
         home = Path(folder)
         subprocess.run(

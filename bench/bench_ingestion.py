@@ -34,8 +34,8 @@ import duckdb
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from orchestration.ingestion.loader import LOAD_SETTINGS, ingest  # noqa: E402
-from orchestration.registry import SourceTable, load_registry  # noqa: E402
+from dataops.ingestion.loader import LOAD_SETTINGS, ingest  # noqa: E402
+from dataops.sources.registry import SourceTable, load_registry  # noqa: E402
 
 TABLES = {"csv": "shop.order_items", "jsonl": "payments.payments", "parquet": "web.sessions"}
 COPY = {"csv": "format csv, header true", "jsonl": "format json", "parquet": "format parquet"}

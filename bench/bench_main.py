@@ -48,7 +48,7 @@ def timed(home: Path, *args: str) -> tuple[float, float]:
     """Wall and CPU seconds of one `dataops` command (CPU is steadier on a shared machine)."""
     started, cpu = time.perf_counter(), _children_cpu()
     subprocess.run(
-        [sys.executable, "-m", "orchestration.cli", *args],
+        [sys.executable, "-m", "dataops.cli", *args],
         cwd=REPO_ROOT, env=_env(home), check=True, stdout=subprocess.DEVNULL,
     )
     return time.perf_counter() - started, _children_cpu() - cpu

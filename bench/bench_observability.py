@@ -41,7 +41,7 @@ def _env(home: Path, observability: bool) -> dict[str, str]:
 
 
 def dataops(home: Path, *args: str) -> None:
-    subprocess.run([sys.executable, "-m", "orchestration.cli", *args], cwd=REPO_ROOT,
+    subprocess.run([sys.executable, "-m", "dataops.cli", *args], cwd=REPO_ROOT,
                    env=_env(home, True), check=True, stdout=subprocess.DEVNULL)
 
 

@@ -31,7 +31,7 @@ import yaml
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from orchestration import staging_sync  # noqa: E402
+from dataops.sources import sync as staging_sync  # noqa: E402
 
 PROJECT_PARTS = ("dbt_project.yml", "profiles", "models", "macros", "seeds", "tests/dbt")
 DBT = str(Path(sys.executable).parent / "dbt")

@@ -33,7 +33,7 @@ PROJECT_PARTS = (
     "macros",
     "seeds",
     "tests/dbt",
-    "orchestration",
+    "dataops",
 )
 
 # One-model changes: (name, file, old text, new text).
@@ -68,7 +68,7 @@ def _env(home: Path, landing: Path) -> dict[str, str]:
 def timed(repo: Path, env: dict[str, str], *args: str) -> float:
     started = time.perf_counter()
     result = subprocess.run(
-        [sys.executable, "-m", "orchestration.cli", *args],
+        [sys.executable, "-m", "dataops.cli", *args],
         cwd=repo,
         env=env,
         capture_output=True,

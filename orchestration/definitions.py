@@ -14,6 +14,9 @@ from dagster import (
     in_process_executor,
 )
 
+from dataops.core.settings import load_settings
+from dataops.dbt.manifest import load_manifest, manifest_path
+from dataops.sources.registry import load_registry
 from orchestration.assets.dbt import build_dbt_assets
 from orchestration.assets.ingestion import (
     LANDING_PREFIX,
@@ -22,14 +25,11 @@ from orchestration.assets.ingestion import (
     source_owners,
 )
 from orchestration.checks.freshness import build_freshness_checks
-from orchestration.manifest import load_manifest, manifest_path
-from orchestration.observability.dagster_events import event_log_sensors
-from orchestration.registry import load_registry
 from orchestration.resources import dbt_resource
 from orchestration.schedules import build_daily_job, build_daily_schedule
 from orchestration.sensors.alerts import run_failure_alert
+from orchestration.sensors.event_log import event_log_sensors
 from orchestration.sensors.landing import build_landing_sensor
-from orchestration.settings import load_settings
 
 
 def build_definitions() -> Definitions:

@@ -4,7 +4,7 @@
     applies to all its tables) or a model's `config.meta.monitors` (model YAML). Validated here:
     a wrong key, metric or column fails with a compiler error naming the file and the value.
 
-    Shape (orchestration/registry.py `Monitors` validates the same block on the Python side):
+    Shape (dataops/sources/registry.py `Monitors` validates the same block on the Python side):
         monitors: {volume: true, freshness: true,
                    columns: {amount: [null_rate, mean, min, max, distinct_count]}}
     Column names are staged names (after rename, or derived columns): a source's column metrics

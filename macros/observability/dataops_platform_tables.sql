@@ -1,6 +1,6 @@
 {#-
     The platform's observability tables, created when missing. `platform.events` has the shape
-    defined in orchestration/events.py (a pytest checks both definitions agree), so dbt and
+    defined in dataops/core/events.py (a pytest checks both definitions agree), so dbt and
     Python write one event log. `platform.metric_history` holds one row per monitored table,
     column, metric and measurement.
 -#}

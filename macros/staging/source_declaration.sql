@@ -1,6 +1,6 @@
 {#-
     Read one table's declaration from the source registry (the sources YAML) out of the graph and
-    validate it (the same rules as orchestration/registry.py). Returns a dict whose names, types,
+    validate it (the same rules as dataops/sources/registry.py). Returns a dict whose names, types,
     literals and expressions are checked and ready to quote:
       {source_name, table_name, primary_key, latest_by, has_safe_casts,
        columns: [{name, staged_name, data_type, is_pii, is_string, is_timestamp, expression,

@@ -1,6 +1,6 @@
 {#-
     Fail unless `expression` is one scalar SQL expression: no `;`, comments, statements or
-    sub-queries, balanced quotes and parentheses. Same rule as orchestration/registry.py.
+    sub-queries, balanced quotes and parentheses. Same rule as dataops/sources/registry.py.
 -#}
 {% macro validate_expression(expression, where) -%}
     {%- if expression is not string or expression | trim == '' -%}

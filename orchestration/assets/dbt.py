@@ -1,6 +1,6 @@
 """The dbt project as Dagster assets: models, seeds and snapshots, with dbt tests as asset checks.
 
-Built from the prepared manifest (orchestration/manifest.py), never by parsing dbt on import.
+Built from the prepared manifest (dataops/dbt/manifest.py), never by parsing dbt on import.
 Models declaring ``config.meta.partitions`` (the incremental fact ``fct_order_items``) form a
 separate, daily-partitioned asset definition: a run for a partition or a range of partitions
 (a backfill) passes the range to dbt as ``--vars '{"min_date": ..., "max_date": ...}'``; a run
@@ -15,9 +15,9 @@ from typing import Any
 from dagster import AssetExecutionContext, AssetsDefinition, BackfillPolicy
 from dagster_dbt import DbtCliResource, DbtProject, dbt_assets
 
+from dataops.core.settings import PROFILES_DIR, PROJECT_DIR, Settings
 from orchestration.assets.translator import DataopsTranslator, daily_partitions, partitions_meta
 from orchestration.resources import WAREHOUSE_POOL
-from orchestration.settings import PROFILES_DIR, PROJECT_DIR, Settings
 
 
 def partition_vars(first_day: date, last_day: date) -> dict[str, str]:

@@ -21,13 +21,13 @@ from dagster import (
     multi_asset,
 )
 
+from dataops.core.settings import Settings, load_settings
+from dataops.core.warehouse import with_warehouse_lock_retry
+from dataops.ingestion.loader import TableOutcome, ingest
+from dataops.sources.registry import LINEAGE_COLUMNS, SourceTable
+from orchestration.assets.metadata import ingestion_metadata
 from orchestration.assets.translator import RAW_PREFIX, owner_tag, raw_asset_key
-from orchestration.ingestion.loader import TableOutcome, ingest
-from orchestration.observability.dagster_events import ingestion_metadata
-from orchestration.registry import LINEAGE_COLUMNS, SourceTable
 from orchestration.resources import WAREHOUSE_POOL
-from orchestration.settings import Settings, load_settings
-from orchestration.warehouse_lock import with_warehouse_lock_retry
 
 LANDING_PREFIX = "landing"
 
@@ -154,7 +154,7 @@ def build_ingestion_assets(tables: Sequence[SourceTable], owners: dict[str, str]
                 asset_key=raw_asset_key(table.source, table.name),
                 metadata={
                     **raw_metadata(summary.tables[table.key], summary.batch_id),
-                    # row_count, freshness_lag_hours (orchestration/observability)
+                    # row_count, freshness_lag_hours (dataops/observability)
                     **ingestion_metadata(settings.warehouse_path, table.schema, table.name),
                 },
             )

@@ -11,10 +11,10 @@ from typing import Any
 import duckdb
 from dagster import DefaultSensorStatus, RunFailureSensorContext, run_failure_sensor
 
-from orchestration import events
+from dataops.core import events
+from dataops.core.settings import load_settings
+from dataops.core.warehouse import with_warehouse_lock_retry
 from orchestration.sensors.landing import FILES_TAG, SOURCE_TAG
-from orchestration.settings import load_settings
-from orchestration.warehouse_lock import with_warehouse_lock_retry
 
 ALERT_WEBHOOK_ENV = "ALERT_WEBHOOK_URL"
 EVENT_TYPE = "dagster.run_failed"

@@ -29,12 +29,12 @@ from dagster import (
     sensor,
 )
 
+from dataops.core.settings import load_settings
+from dataops.ingestion.loader import file_sha256
+from dataops.sources.registry import SourceTable
 from orchestration.assets.ingestion import landing_asset_key
 from orchestration.assets.translator import raw_asset_key
 from orchestration.checks.freshness import CHECK_NAME as FRESHNESS_CHECK
-from orchestration.ingestion.loader import file_sha256
-from orchestration.registry import SourceTable
-from orchestration.settings import load_settings
 
 SENSOR_NAME = "landed_files"
 # How often the daemon looks at the landing folders; part of the landing -> marts latency.

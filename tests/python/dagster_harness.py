@@ -2,7 +2,7 @@
 (daemon, or webserver + daemon through `make ui`) in their own process group, GraphQL, and
 landed-file variants that keep the sample data valid.
 
-Nothing here imports Dagster at module level: conftest imports the session fixture from here.
+Nothing here imports Dagster at module level (test modules that never start Dagster import it).
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import duckdb
-import pytest
 
-from orchestration.settings import REPO_ROOT
+from dataops.core.settings import REPO_ROOT
+from tests.python.conftest import clone_home, dataops, platform_env  # noqa: F401 (re-exported)
 
 INSTANCE_YAML = REPO_ROOT / "orchestration" / "instance" / "dagster.yaml"
 T = TypeVar("T")
@@ -54,34 +54,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def dagster_platform(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A platform home built once (small sample, `dataops run`) whose landing folder was then
-    emptied into ``<home>/archive``: Dagster tests start from a warehouse with everything loaded
-    and land new files themselves. Copy it with :func:`clone_home` before changing it."""
-    from tests.python.conftest import SMALL, dataops
-
-    home = tmp_path_factory.mktemp("dagster_platform")
-    size = ["--order-items", str(SMALL["order_items"]), "--days", str(SMALL["days"])]
-    dataops(home, "generate", *size)
-    dataops(home, "run")
-    (home / "landing").rename(home / "archive")
-    (home / "landing").mkdir()
-    return home
-
-
-def clone_home(built: Path, destination: Path) -> Path:
-    """A private copy of a built home (warehouse, archive, dbt target) for one test module.
-
-    The copy keeps the same relative layout; its DATAOPS_HOME differs, so the manifest is prepared
-    again for it by the caller (`dataops dbt prepare` or `make ui`)."""
-    shutil.copytree(built, destination, ignore=shutil.ignore_patterns("logs", "dagster_home"))
-    return destination
-
-
 def dagster_env(home: Path, dagster_home: Path, **extra: str) -> dict[str, str]:
-    from tests.python.conftest import platform_env
-
     env = platform_env(home)
     env.pop("ALERT_WEBHOOK_URL", None)
     env.update(
@@ -154,8 +127,6 @@ def start_daemon(env: dict[str, str], log: Path) -> ProcessGroup:
 
 
 def prepare_manifest(home: Path) -> None:
-    from tests.python.conftest import dataops
-
     dataops(home, "dbt", "prepare")
 
 
@@ -230,7 +201,7 @@ def broken_customers(landing: Path) -> Path:
 
 def warehouse_query(home: Path, sql: str, params: list[Any] | None = None) -> list[tuple]:
     """Read the warehouse, waiting while a run holds the write lock."""
-    from orchestration.warehouse_lock import with_warehouse_lock_retry
+    from dataops.core.warehouse import with_warehouse_lock_retry
 
     def read() -> list[tuple]:
         with duckdb.connect(str(home / "warehouse_dev.duckdb"), read_only=True) as con:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from orchestration.settings import REPO_ROOT
+from dataops.core.settings import REPO_ROOT
 
 PROJECT_PARTS = ("dbt_project.yml", "profiles", "models", "macros", "seeds", "tests/dbt")
 

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import duckdb
 
-from orchestration.ingestion.loader import ingest
-from orchestration.registry import load_registry
-from orchestration.settings import REPO_ROOT
+from dataops.core.settings import REPO_ROOT
+from dataops.ingestion.loader import ingest
+from dataops.sources.registry import load_registry
 from tests.python.conftest import platform_env
 
 

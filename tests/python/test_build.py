@@ -64,16 +64,16 @@ def test_marts_reconcile_with_the_raw_data(built_platform):
     assert converted > 0
 
 
-def test_a_second_run_without_new_files_loads_nothing_and_stays_green(built_platform):
-    home, _ = built_platform
+def test_a_second_run_without_new_files_loads_nothing_and_stays_green(platform_copy):
+    home = platform_copy
     output = dataops(home, "run").stdout
     assert "0 files loaded" in output and " files loaded" in output
     assert all(" 0 files loaded" in line for line in output.splitlines() if "files loaded" in line)
     assert output.rstrip().splitlines()[-1].startswith("OK in ")
 
 
-def test_the_incremental_fact_processes_only_newly_landed_lines(built_platform):
-    home, _ = built_platform
+def test_the_incremental_fact_processes_only_newly_landed_lines(platform_copy):
+    home = platform_copy
     [(before,)] = _query(home, "select count(*) from marts.fct_order_items")
     landing = home / "landing" / "shop" / "order_items"
     with duckdb.connect(str(home / "warehouse_dev.duckdb")) as con:

@@ -1,7 +1,7 @@
 """Crash recovery: a loader killed (SIGKILL, as kill -9) at any point leaves the warehouse and the
 ledger consistent, and the next run finishes the job with no duplicates and no gaps.
 
-The loader kills itself at a named point (orchestration/ingestion/faults.py, DATAOPS_CRASH_AT)
+The loader kills itself at a named point (dataops/ingestion/faults.py, DATAOPS_CRASH_AT)
 while loading CSV, JSON lines and Parquet files plus one bad file. After each crash the warehouse
 must hold only whole files, each with exactly one ledger entry and one event; after the rerun it
 must equal the state of a run that never crashed.
@@ -17,9 +17,9 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from orchestration.ingestion.faults import CRASH_ENV, CRASH_POINTS
-from orchestration.registry import load_registry
-from orchestration.settings import REPO_ROOT
+from dataops.core.settings import REPO_ROOT
+from dataops.ingestion.faults import CRASH_ENV, CRASH_POINTS
+from dataops.sources.registry import load_registry
 from tests.python.conftest import platform_env
 
 pytestmark = pytest.mark.slow
@@ -44,9 +44,9 @@ KILLS = [
 ]
 RUNNER = (
     "import sys; from pathlib import Path; "
-    "from orchestration.ingestion.loader import ingest; "
-    "from orchestration.registry import load_registry, select_tables; "
-    "from orchestration.settings import load_settings; "
+    "from dataops.ingestion.loader import ingest; "
+    "from dataops.sources.registry import load_registry, select_tables; "
+    "from dataops.core.settings import load_settings; "
     "s = load_settings(); "
     "ingest(s.warehouse_path, s.landing_dir, select_tables(load_registry(), sys.argv[1:]))"
 )

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestration.ingestion.loader import file_sha256
+from dataops.ingestion.loader import file_sha256
 from tests.python.dagster_harness import (
     broken_customers,
     clone_home,

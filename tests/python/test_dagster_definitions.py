@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 from dagster import AssetKey, DagsterInstance, DailyPartitionsDefinition, build_sensor_context
 
+from dataops.dbt.manifest import ManifestMissingError, load_manifest
 from orchestration.assets.dbt import build_args, partition_vars
 from orchestration.checks.freshness import CHECK_NAME as FRESHNESS
 from orchestration.definitions import build_definitions
-from orchestration.manifest import ManifestMissingError, load_manifest
 from orchestration.sensors.alerts import post_webhook
 from tests.python.conftest import dataops
 

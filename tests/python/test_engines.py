@@ -2,7 +2,7 @@
 
 One sample is generated and loaded into each engine from the same declarations; dbt compiles,
 builds and tests the whole project on each; every mart has the same row count and the same
-order-independent checksum on all three engines (orchestration/engines/checksum.py).
+order-independent checksum on all three engines (dataops/engines/checksum.py).
 """
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from orchestration.engines.checksum import mart_names, normalise, table_checksum
-from orchestration.engines.dbt_commands import engine_dbt_args
-from orchestration.engines.profile import ProfileError, profile_output
-from orchestration.settings import PROJECT_DIR, REPO_ROOT
-from tests.python.conftest import SMALL, dataops, platform_env
+from dataops.core.settings import PROJECT_DIR, REPO_ROOT
+from dataops.engines.checksum import mart_names, normalise, table_checksum
+from dataops.engines.dbt_commands import engine_dbt_args
+from dataops.engines.profile import ProfileError, profile_output
+from tests.python.conftest import clone_home, platform_env
 
 POSTGRES_IDENTIFIER_LIMIT = 63
 
@@ -108,7 +108,7 @@ def _run(args: list[str], env: dict[str, str], timeout: int = 3600) -> str:
 
 
 def _checksums(home: Path, engine: str, env: dict[str, str]) -> dict[str, dict]:
-    output = _run([sys.executable, "-m", "orchestration.cli", "engines", "checksum", engine], env)
+    output = _run([sys.executable, "-m", "dataops.cli", "engines", "checksum", engine], env)
     return json.loads(output[output.index("{") :])
 
 
@@ -121,12 +121,11 @@ def _build_and_test(engine: str, env: dict[str, str]) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def duckdb_reference(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, dict]]:
-    """The sample built on DuckDB (the main job) and its mart checksums."""
-    home = tmp_path_factory.mktemp("engines")
-    sample = ["--order-items", str(SMALL["order_items"]), "--days", str(SMALL["days"])]
-    dataops(home, "generate", *sample)
-    dataops(home, "run")
+def duckdb_reference(
+    built_platform, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, dict[str, dict]]:
+    """A copy of the sample built on DuckDB (the main job) and its mart checksums."""
+    home = clone_home(built_platform.home, tmp_path_factory.mktemp("engines") / "home")
     env = platform_env(home)
     _run(engine_dbt_args("duckdb", "compile"), env)  # the whole project, as on the other engines
     return home, _checksums(home, "duckdb", env)
@@ -141,7 +140,7 @@ def _engine_env(home: Path, engine: str, extra: dict[str, str] | None = None) ->
 
 @pytest.fixture(scope="module")
 def postgres_server() -> Iterator[dict[str, str]]:
-    from orchestration.engines.local_postgres import LocalPostgres
+    from dataops.engines.local_postgres import LocalPostgres
 
     server = LocalPostgres.start()
     try:
@@ -172,9 +171,9 @@ def postgres_built(duckdb_reference, postgres_server) -> tuple[Path, dict[str, s
     """The sample loaded into PostgreSQL and built there: (home, environment, node statuses)."""
     home, _ = duckdb_reference
     env = _engine_env(home, "postgres", postgres_server)
-    output = _run([sys.executable, "-m", "orchestration.cli", "engines", "load", "postgres"], env)
+    output = _run([sys.executable, "-m", "dataops.cli", "engines", "load", "postgres"], env)
     assert "shop.order_items" in output and "ERROR" not in output
-    again = _run([sys.executable, "-m", "orchestration.cli", "engines", "load", "postgres"], env)
+    again = _run([sys.executable, "-m", "dataops.cli", "engines", "load", "postgres"], env)
     assert all(" 0 files loaded" in line for line in again.splitlines() if "files loaded" in line)
     return home, env, _build_and_test("postgres", env)
 
@@ -243,7 +242,7 @@ def test_a_pull_request_environment_on_postgres_is_one_schema_of_the_shared_data
 def test_the_project_builds_on_spark_with_the_same_marts(duckdb_reference):
     home, reference = duckdb_reference
     env = _engine_env(home, "spark")
-    output = _run([sys.executable, "-m", "orchestration.cli", "engines", "load", "spark"], env)
+    output = _run([sys.executable, "-m", "dataops.cli", "engines", "load", "spark"], env)
     assert "shop.order_items" in output and "ERROR" not in output
     statuses = _build_and_test("spark", env)
     _assert_green(statuses)

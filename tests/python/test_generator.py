@@ -15,7 +15,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from orchestration.sample_data.generator import TABLES, GenerationSummary, generate, main
+from dataops.sample_data.generator import TABLES, GenerationSummary, generate, main
 
 ORDER_ITEMS, DAYS, START = 5_000, 10, date(2025, 1, 1)
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -531,7 +531,7 @@ def test_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
 
 
 def test_runs_as_a_module(tmp_path: Path) -> None:
-    command = [sys.executable, "-m", "orchestration.sample_data.generator"]
+    command = [sys.executable, "-m", "dataops.sample_data.generator"]
     command += ["--landing-dir", str(tmp_path), "--order-items", "300", "--days", "2"]
     result = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr

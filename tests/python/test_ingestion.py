@@ -12,14 +12,14 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from orchestration.ingestion.loader import (
+from dataops.core.settings import REPO_ROOT
+from dataops.ingestion.loader import (
     WarehouseLocked,
     connect_warehouse,
     file_sha256,
     ingest,
 )
-from orchestration.registry import load_registry
-from orchestration.settings import REPO_ROOT
+from dataops.sources.registry import load_registry
 from tests.python.conftest import dataops, platform_env
 
 REGISTRY = load_registry()
@@ -238,7 +238,7 @@ def test_a_replay_killed_after_its_commit_is_finished_by_replaying_again(
     env = platform_env(home)
     env["DATAOPS_CRASH_AT"] = "replay_after_commit"
     crashed = subprocess.run(
-        [sys.executable, "-m", "orchestration.cli", "replay", str(quarantined)],
+        [sys.executable, "-m", "dataops.cli", "replay", str(quarantined)],
         cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600,
     )
     assert crashed.returncode == -9 and quarantined.exists()

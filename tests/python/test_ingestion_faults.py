@@ -20,8 +20,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from orchestration.ingestion.loader import IngestionSummary, file_sha256, ingest
-from orchestration.registry import SourceTable, load_registry
+from dataops.ingestion.loader import IngestionSummary, file_sha256, ingest
+from dataops.sources.registry import SourceTable, load_registry
 
 REGISTRY = {t.key: t for t in load_registry()}
 TOTALS = {"kinds": set(), "tries": 0, "lost": 0, "duplicates": 0}

@@ -14,13 +14,9 @@ from dagster import (
     op,
 )
 
-from orchestration import events
-from orchestration.observability.dagster_events import (
-    ingestion_metadata,
-    run_started,
-    run_succeeded,
-    table_metadata,
-)
+from dataops.core import events
+from orchestration.assets.metadata import ingestion_metadata, table_metadata
+from orchestration.sensors.event_log import run_started, run_succeeded
 from tests.python.conftest import settings_for
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from orchestration.sample_data.generator import generate
+from dataops.sample_data.generator import generate
 from tests.python.observability_replay import Replay, edit_csv, edit_jsonl
 
 START = date(2025, 1, 1)

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from orchestration.observability import elementary
-from orchestration.registry import load_registry
-from orchestration.settings import REPO_ROOT
+from dataops.core.settings import REPO_ROOT
+from dataops.observability import elementary
+from dataops.sources.registry import load_registry
 from tests.python.conftest import dataops, settings_for
 from tests.python.dbt_project_copy import copy_project
 
@@ -79,7 +79,7 @@ def test_elementary_setup_build_and_report(
     settings = settings_for(tmp_path / "home", monkeypatch)
     monkeypatch.setenv("DATAOPS_LANDING", str(sample_landing))
     monkeypatch.setenv("DBT_TARGET_PATH", str(tmp_path / "target"))
-    from orchestration.ingestion.loader import ingest
+    from dataops.ingestion.loader import ingest
 
     ingest(settings.warehouse_path, sample_landing, load_registry(project))
     assert elementary.setup(settings, project_dir=project) == 0

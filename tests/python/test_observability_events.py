@@ -17,8 +17,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from orchestration import events
-from orchestration.settings import REPO_ROOT
+from dataops.core import events
+from dataops.core.settings import REPO_ROOT
 from tests.python.conftest import dataops, platform_env
 
 
@@ -64,7 +64,7 @@ def test_monitored_sources_are_measured_from_their_declaration(built_platform) -
         "select distinct node_id from platform.metric_history where metric_name = 'rows_added'",
     )
     # the tables with a `monitors` block in models/staging/*/_*__sources.yml
-    from orchestration.registry import load_registry
+    from dataops.sources.registry import load_registry
 
     declared = {f"source.dataops.{t.source}.{t.name}" for t in load_registry() if t.monitors}
     assert {row[0] for row in measured} == declared
@@ -140,7 +140,7 @@ def incident(built_platform, tmp_path_factory) -> tuple[Path, str]:
     as_of = (datetime.now(UTC) + timedelta(days=3)).strftime("%Y-%m-%d %H:%M:%S")
     env = platform_env(home)
     env["DATAOPS_AS_OF"] = as_of
-    built = subprocess.run([sys.executable, "-m", "orchestration.cli", "build"], cwd=REPO_ROOT,
+    built = subprocess.run([sys.executable, "-m", "dataops.cli", "build"], cwd=REPO_ROOT,
                            env=env, capture_output=True, text=True, timeout=1800)
     assert built.returncode != 0, "the build must fail on the accepted_values test"
     reported = dataops(home, "report")

@@ -17,9 +17,9 @@ import duckdb
 import pytest
 import yaml
 
-from orchestration.onboarding import add_source, declared_type, infer_draft
-from orchestration.registry import DeclarationError, parse_sources_file
-from orchestration.settings import REPO_ROOT
+from dataops.core.settings import REPO_ROOT
+from dataops.sources.onboarding import add_source, declared_type, infer_draft
+from dataops.sources.registry import DeclarationError, parse_sources_file
 from tests.python.conftest import platform_env
 from tests.python.dbt_project_copy import copy_project
 
@@ -194,12 +194,12 @@ def _tree_digest(folder: Path) -> str:
 def test_a_new_source_is_onboarded_by_following_the_readme(tmp_path: Path):
     # A copy of the whole project (dbt and Python), so the real one is not changed.
     project = copy_project(tmp_path / "project")
-    shutil.copytree(
-        REPO_ROOT / "orchestration",
-        project / "orchestration",
-        ignore=shutil.ignore_patterns("__pycache__"),
-    )
-    code_before = {part: _tree_digest(project / part) for part in ("macros", "orchestration")}
+    for package in ("dataops", "orchestration"):
+        shutil.copytree(
+            REPO_ROOT / package, project / package, ignore=shutil.ignore_patterns("__pycache__")
+        )
+    code = ("macros", "dataops", "orchestration")
+    code_before = {part: _tree_digest(project / part) for part in code}
     home = tmp_path / "home"
     env = platform_env(home)
     env["DBT_PROFILES_DIR"] = str(project / "profiles")
@@ -218,7 +218,7 @@ def test_a_new_source_is_onboarded_by_following_the_readme(tmp_path: Path):
     def run(command: list[str]) -> str:
         arguments = [a.replace(".dataops/", f"{home}/") for a in command[1:]]
         result = subprocess.run(
-            [sys.executable, "-m", "orchestration.cli", *arguments],
+            [sys.executable, "-m", "dataops.cli", *arguments],
             cwd=project,
             env=env,
             capture_output=True,
@@ -270,6 +270,4 @@ def test_a_new_source_is_onboarded_by_following_the_readme(tmp_path: Path):
     assert contact[3:6] == ("inactive", "de", 15)
     assert rows[3][5] is None and rows[3][6] == 1
     # Nothing but configuration was added.
-    assert code_before == {
-        part: _tree_digest(project / part) for part in ("macros", "orchestration")
-    }
+    assert code_before == {part: _tree_digest(project / part) for part in code}

@@ -19,9 +19,9 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from orchestration.cicd import github, janitor
-from orchestration.cicd.diff import keyed_diff_sql, primary_key, set_diff_sql
-from orchestration.cicd.environments import (
+from dataops.cicd import github, janitor
+from dataops.cicd.diff import keyed_diff_sql, primary_key, set_diff_sql
+from dataops.cicd.environments import (
     CicdError,
     Layout,
     connect,
@@ -29,8 +29,8 @@ from orchestration.cicd.environments import (
     pr_schema,
     reset_environment,
 )
-from orchestration.cicd.pr import check_prod_state, pr_build_args
-from orchestration.settings import REPO_ROOT
+from dataops.cicd.pr import check_prod_state, pr_build_args
+from dataops.core.settings import REPO_ROOT
 from tests.python.conftest import platform_env
 from tests.python.dbt_project_copy import PROJECT_PARTS
 
@@ -377,13 +377,13 @@ class Checkout:
         ).stdout.strip()
 
     def dataops(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        """The checkout's own `dataops` (its orchestration package and dbt project)."""
+        """The checkout's own `dataops` (its dataops package and dbt project)."""
         env = platform_env(self.home)
         env["DATAOPS_LANDING"] = str(self.landing)
         for key in ("GITHUB_EVENT_PATH", "GITHUB_TOKEN", "DATAOPS_OPEN_PRS"):
             env.pop(key, None)
         result = subprocess.run(
-            [sys.executable, "-m", "orchestration.cli", *args],
+            [sys.executable, "-m", "dataops.cli", *args],
             cwd=self.repo,
             env=env,
             capture_output=True,
@@ -434,7 +434,7 @@ def checkout(tmp_path_factory: pytest.TempPathFactory, sample_landing: Path) -> 
     root = tmp_path_factory.mktemp("pr_envs")
     repo = root / "repo"
     repo.mkdir()
-    for part in (*PROJECT_PARTS, "orchestration"):
+    for part in (*PROJECT_PARTS, "dataops"):
         source = REPO_ROOT / part
         if source.is_dir():
             shutil.copytree(source, repo / part, ignore=shutil.ignore_patterns("__pycache__"))

@@ -10,8 +10,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from orchestration.ingestion.loader import ingest
-from orchestration.registry import DeclarationError, load_registry, parse_sources_file
+from dataops.ingestion.loader import ingest
+from dataops.sources.registry import DeclarationError, load_registry, parse_sources_file
 from tests.python.staging_features import declaration, write_declaration
 
 

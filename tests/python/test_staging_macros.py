@@ -15,8 +15,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from orchestration import staging_sync
-from orchestration.settings import REPO_ROOT
+from dataops.core.settings import REPO_ROOT
+from dataops.sources import sync as staging_sync
 from tests.python import staging_features as features
 from tests.python.conftest import platform_env
 from tests.python.dbt_project_copy import copy_project

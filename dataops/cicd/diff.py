@@ -1,0 +1,178 @@
+"""Data diff of a model built in a PR environment against the same model in prod.
+
+Rows are matched by the model's primary key: the column with both a ``unique`` and a
+``not_null`` test (or a ``primary_key`` constraint), or for a staging model the ``primary_key``
+of the source declaration it stages. A model without one gets row counts, column changes and
+a whole-row set difference instead. The SQL is built by small pure functions (tested on their
+own) and run on one DuckDB connection that has the CI file open and prod attached read-only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import duckdb
+
+from dataops.core.sql import quote_identifier
+
+
+def primary_key(manifest: dict[str, Any], unique_id: str) -> str | None:
+    """The primary-key column of a model from its tests, constraints or source declaration."""
+    node = manifest["nodes"].get(unique_id) or {}
+    for constraint in node.get("constraints") or []:
+        if constraint.get("type") == "primary_key" and len(constraint.get("columns") or []) == 1:
+            return constraint["columns"][0]
+    for name, column in (node.get("columns") or {}).items():
+        if any(c.get("type") == "primary_key" for c in column.get("constraints") or []):
+            return name
+    tested: dict[str, set[str]] = {}
+    for test in manifest["nodes"].values():
+        if test.get("resource_type") != "test" or test.get("attached_node") != unique_id:
+            continue
+        test_name = (test.get("test_metadata") or {}).get("name")
+        column = test.get("column_name")
+        if test_name in ("unique", "not_null") and column:
+            tested.setdefault(column, set()).add(test_name)
+    keys = sorted(c for c, names in tested.items() if names == {"unique", "not_null"})
+    if keys:
+        return keys[0]
+    for parent in (node.get("depends_on") or {}).get("nodes") or []:
+        source = manifest.get("sources", {}).get(parent)
+        if source:
+            meta = {
+                **(source.get("meta") or {}),
+                **((source.get("config") or {}).get("meta") or {}),
+            }
+            if isinstance(meta.get("primary_key"), str):
+                return meta["primary_key"]
+    return None
+
+
+def keyed_diff_sql(pr_relation: str, prod_relation: str, key: str, columns: list[str]) -> str:
+    """One row: added, removed, changed rows, then one changed-value count per column.
+
+    Columns are compared with ``is distinct from`` (null = null), over the rows present in both.
+    """
+    k = quote_identifier(key)
+    flags = ",\n        ".join(
+        f"pr_rows.{quote_identifier(c)} is distinct from prod_rows.{quote_identifier(c)} "
+        f"as {quote_identifier('changed__' + c)}"
+        for c in columns
+    )
+    any_changed = " or ".join(quote_identifier("changed__" + c) for c in columns) or "false"
+    per_column = "".join(
+        f",\n    sum(case when in_both and {quote_identifier('changed__' + c)} then 1 else 0 end)"
+        for c in columns
+    )
+    return f"""with
+pr_rows as (select * from {pr_relation}),
+prod_rows as (select * from {prod_relation}),
+matched as (
+    select
+        pr_rows.{k} is not null and prod_rows.{k} is not null as in_both,
+        prod_rows.{k} is null as only_in_pr,
+        pr_rows.{k} is null as only_in_prod{"," if columns else ""}
+        {flags}
+    from pr_rows
+    full outer join prod_rows on pr_rows.{k} = prod_rows.{k}
+)
+select
+    sum(case when only_in_pr then 1 else 0 end) as added,
+    sum(case when only_in_prod then 1 else 0 end) as removed,
+    sum(case when in_both and ({any_changed}) then 1 else 0 end) as changed{per_column}
+from matched"""
+def set_diff_sql(pr_relation: str, prod_relation: str, columns: list[str]) -> str:
+    """Without a key: rows (whole, over the common columns) only in the PR and only in prod."""
+    cols = ", ".join(quote_identifier(c) for c in columns)
+    return f"""select
+    (select count(*) from (select {cols} from {pr_relation}
+                           except all select {cols} from {prod_relation})) as only_in_pr,
+    (select count(*) from (select {cols} from {prod_relation}
+                           except all select {cols} from {pr_relation})) as only_in_prod"""
+
+
+@dataclass
+class ModelDiff:
+    name: str
+    change: str  # modified, downstream or new
+    key: str | None = None
+    pr_rows: int | None = None
+    prod_rows: int | None = None
+    added: int | None = None
+    removed: int | None = None
+    changed: int | None = None
+    columns_added: list[str] = field(default_factory=list)
+    columns_removed: list[str] = field(default_factory=list)
+    columns_retyped: list[tuple[str, str, str]] = field(default_factory=list)
+    changed_values: dict[str, int] = field(default_factory=dict)
+    note: str | None = None
+
+    @property
+    def identical(self) -> bool:
+        return (
+            self.pr_rows == self.prod_rows
+            and not (self.added or self.removed or self.changed)
+            and not (self.columns_added or self.columns_removed or self.columns_retyped)
+        )
+
+
+def _columns(con: duckdb.DuckDBPyConnection, relation: str) -> dict[str, str]:
+    return {
+        name: dtype
+        for name, dtype, *_ in con.execute(f"describe select * from {relation}").fetchall()
+    }
+
+
+def diff_model(
+    con: duckdb.DuckDBPyConnection,
+    name: str,
+    change: str,
+    pr_relation: str,
+    prod_relation: str | None,
+    key: str | None,
+) -> ModelDiff:
+    """Compare one PR relation with its prod counterpart (None: the model is new)."""
+    diff = ModelDiff(name=name, change=change, key=key)
+    pr_columns = _columns(con, pr_relation)
+    [(diff.pr_rows,)] = con.execute(f"select count(*) from {pr_relation}").fetchall()
+    if prod_relation is None:
+        diff.change = "new"
+        diff.columns_added = list(pr_columns)
+        return diff
+    try:
+        prod_columns = _columns(con, prod_relation)
+    except duckdb.CatalogException:
+        diff.note = f"{prod_relation} does not exist in prod (never built there)"
+        diff.columns_added = list(pr_columns)
+        return diff
+    [(diff.prod_rows,)] = con.execute(f"select count(*) from {prod_relation}").fetchall()
+    diff.columns_added = [c for c in pr_columns if c not in prod_columns]
+    diff.columns_removed = [c for c in prod_columns if c not in pr_columns]
+    common = [c for c in pr_columns if c in prod_columns]
+    diff.columns_retyped = [
+        (c, prod_columns[c], pr_columns[c]) for c in common if prod_columns[c] != pr_columns[c]
+    ]
+    if key and key in common:
+        compared = [c for c in common if c != key]
+        try:
+            row = con.execute(keyed_diff_sql(pr_relation, prod_relation, key, compared)).fetchone()
+        except duckdb.Error:  # retyped columns that do not compare: compare their text
+            text = [c for c in compared if c not in {r[0] for r in diff.columns_retyped}]
+            row = con.execute(keyed_diff_sql(pr_relation, prod_relation, key, text)).fetchone()
+            compared = text
+            diff.note = "retyped columns not compared value by value"
+        diff.added, diff.removed, diff.changed, *per_column = (int(v or 0) for v in row)
+        diff.changed_values = {c: n for c, n in zip(compared, per_column, strict=True) if n}
+    else:
+        diff.key = None
+        diff.note = (
+            "no primary key: give one column both a unique and a not_null test "
+            "for a row-by-row diff; rows compared whole"
+            if not key
+            else f"primary key {key!r} is not in both versions; rows compared whole"
+        )
+        if common:
+            row = con.execute(set_diff_sql(pr_relation, prod_relation, common)).fetchone()
+            diff.added, diff.removed = (int(v or 0) for v in row)
+    return diff

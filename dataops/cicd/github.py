@@ -1,0 +1,97 @@
+"""The few GitHub REST calls CI/CD needs: one report comment per PR, the open PRs.
+
+Standard GitHub Actions variables: GITHUB_TOKEN (the workflow passes it), GITHUB_REPOSITORY
+(owner/name) and GITHUB_API_URL (https://api.github.com, or a GitHub Enterprise server).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import urllib.error
+import urllib.request
+from typing import Any
+
+from dataops.cicd.environments import CicdError
+
+REPORT_MARKER = "<!-- dataops-pr-report -->"
+MAX_COMMENT = 65_000  # GitHub refuses comments over 65,536 characters
+
+
+def _config() -> tuple[str, str, str]:
+    token = os.environ.get("GITHUB_TOKEN")
+    repo = os.environ.get("GITHUB_REPOSITORY")
+    api = os.environ.get("GITHUB_API_URL", "https://api.github.com").rstrip("/")
+    missing = [
+        name for name, value in (("GITHUB_TOKEN", token), ("GITHUB_REPOSITORY", repo)) if not value
+    ]
+    if missing:
+        raise CicdError(
+            f"Set {' and '.join(missing)} to talk to GitHub (in a workflow: "
+            "`env: GITHUB_TOKEN: ${{ secrets.GITHUB_TOKEN }}`; GITHUB_REPOSITORY is owner/name)."
+        )
+    return token, repo, api
+
+
+def _request(method: str, url: str, token: str, body: dict | None = None) -> tuple[Any, str | None]:
+    request = urllib.request.Request(
+        url,
+        method=method,
+        data=json.dumps(body).encode() if body is not None else None,
+        headers={
+            "Authorization": f"Bearer {token}",
+            "Accept": "application/vnd.github+json",
+            "X-GitHub-Api-Version": "2022-11-28",
+            "Content-Type": "application/json",
+        },
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            payload = json.loads(response.read() or b"null")
+            link = response.headers.get("Link")
+    except urllib.error.HTTPError as error:
+        detail = error.read().decode(errors="replace")[:500]
+        raise CicdError(
+            f"GitHub {method} {url} answered {error.code}: {detail}. Check that the token may "
+            "write pull-request comments (workflow `permissions: pull-requests: write`)."
+        ) from error
+    except urllib.error.URLError as error:
+        raise CicdError(f"GitHub {method} {url}: {error.reason}") from error
+    match = re.search(r'<([^>]+)>;\s*rel="next"', link or "")
+    return payload, match.group(1) if match else None
+
+
+def _pages(url: str, token: str) -> list[Any]:
+    items: list[Any] = []
+    next_url: str | None = url
+    while next_url:
+        page, next_url = _request("GET", next_url, token)
+        items.extend(page or [])
+    return items
+
+
+def upsert_comment(number: int, body: str) -> str:
+    """Create the PR's report comment, or update it if one exists; return its URL."""
+    token, repo, api = _config()
+    if REPORT_MARKER not in body:
+        body = f"{REPORT_MARKER}\n{body}"
+    if len(body) > MAX_COMMENT:
+        body = body[:MAX_COMMENT] + "\n\n… (truncated: the full report is a workflow artefact)\n"
+    comments = _pages(f"{api}/repos/{repo}/issues/{number}/comments?per_page=100", token)
+    mine = [c for c in comments if REPORT_MARKER in (c.get("body") or "")]
+    if mine:
+        comment, _ = _request(
+            "PATCH", f"{api}/repos/{repo}/issues/comments/{mine[0]['id']}", token, {"body": body}
+        )
+    else:
+        comment, _ = _request(
+            "POST", f"{api}/repos/{repo}/issues/{number}/comments", token, {"body": body}
+        )
+    return comment.get("html_url") or comment.get("url", "")
+
+
+def open_pull_requests() -> set[int]:
+    token, repo, api = _config()
+    pulls = _pages(f"{api}/repos/{repo}/pulls?state=open&per_page=100", token)
+    return {pull["number"] for pull in pulls}

@@ -1,0 +1,189 @@
+"""`dataops`: the platform's command line. The Makefile and CI only call these commands."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+
+from dataops.cicd.commands import add_commands as add_cicd_commands
+from dataops.core.settings import TARGETS, Settings, load_settings
+from dataops.dbt.commands import add_dbt_commands
+from dataops.dbt.runner import DbtOutcome, dbt_args, run_dbt
+from dataops.engines import cli as engines_cli
+from dataops.ingestion.commands import add_replay_command
+from dataops.ingestion.loader import IngestionSummary, WarehouseLocked, ingest
+from dataops.observability.commands import add_commands as add_observability_commands
+from dataops.rules.commands import add_lint_commands
+from dataops.sources import onboarding
+from dataops.sources import sync as staging_sync
+from dataops.sources.registry import DeclarationError, load_registry, select_tables
+
+
+def _landed_anything(settings: Settings) -> bool:
+    return any(t.landed_files(settings.landing_dir) for t in load_registry())
+
+
+def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
+    from dataops.sample_data.generator import generate
+
+    summary = generate(
+        settings.landing_dir,
+        order_items=args.order_items,
+        days=args.days,
+        seed=args.seed,
+        overwrite=args.overwrite,
+    )
+    for key in sorted(summary.rows):
+        print(f"  {key:<24} {summary.files[key]:>4} files {summary.rows[key]:>12,} rows")
+    return 0
+
+
+def _print_ingestion(summary: IngestionSummary) -> None:
+    by_source: dict[str, list[int]] = {}
+    for outcome in summary.tables.values():
+        totals = by_source.setdefault(outcome.key.split(".")[0], [0, 0, 0])
+        totals[0] += outcome.files_loaded
+        totals[1] += outcome.rows_loaded
+        totals[2] += outcome.files_skipped
+    print(f"Ingestion (batch {summary.batch_id}):")
+    for source, (files, rows, skipped) in sorted(by_source.items()):
+        print(
+            f"  {source:<12} {files:>4} files loaded {rows:>12,} rows   "
+            f"{skipped:>4} already loaded"
+        )
+    for error in summary.errors:
+        print(f"  ERROR {error}")
+
+
+def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
+    tables = select_tables(load_registry(), args.source)
+    summary = ingest(settings.warehouse_path, settings.landing_dir, tables)
+    _print_ingestion(summary)
+    return 1 if summary.errors else 0
+
+
+def _print_dbt(outcome: DbtOutcome) -> None:
+    models = outcome.count("model", "success")
+    seeds = outcome.count("seed", "success")
+    tests_passed = outcome.count("test", "pass") + outcome.count("unit_test", "pass")
+    tests_failed = outcome.count("test", "fail", "error") + outcome.count(
+        "unit_test", "fail", "error"
+    )
+    warned = outcome.count("test", "warn")
+    print(
+        f"dbt build: {models} models and {seeds} seeds built, {tests_passed} tests passed, "
+        f"{warned} warned, {tests_failed} failed"
+    )
+    for failure in outcome.failures:
+        print(f"  FAILED {failure}")
+    if outcome.exception:
+        print(f"  dbt error: {outcome.exception}")
+
+
+def cmd_build(args: argparse.Namespace, settings: Settings) -> int:
+    outcome = run_dbt(settings, dbt_args("build", settings.target, select=args.select or ()))
+    _print_dbt(outcome)
+    return 0 if outcome.success else 1
+
+
+def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    """The main job: sample data if none landed, ingest what is new, dbt build, summary."""
+    started = time.perf_counter()
+    if not _landed_anything(settings):
+        print(f"No landed files under {settings.landing_dir}: generating the sample shop data.")
+        args.overwrite = False
+        cmd_generate(args, settings)
+    summary = ingest(settings.warehouse_path, settings.landing_dir, load_registry())
+    _print_ingestion(summary)
+    outcome = run_dbt(settings, dbt_args("build", settings.target))
+    _print_dbt(outcome)
+    elapsed = time.perf_counter() - started
+    status = "OK" if outcome.success and not summary.errors else "FAILED"
+    print(
+        f"{status} in {elapsed:.1f} s "
+        f"(target {settings.target}, warehouse {settings.warehouse_path})"
+    )
+    return 0 if status == "OK" else 1
+
+
+def cmd_sources(args: argparse.Namespace, settings: Settings) -> int:
+    if args.check:
+        problems = staging_sync.check()
+        for problem in problems:
+            print(problem, file=sys.stderr)
+        if not problems:
+            print("Staging files are in sync with the source declarations.")
+        return 1 if problems else 0
+    for path in staging_sync.sync():
+        print(f"wrote {path}")
+    return 0
+
+
+def _add_generate_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--order-items", type=int, default=50_000, help="approximate total (default 50000)"
+    )
+    parser.add_argument("--days", type=int, default=30, help="daily batches to write (default 30)")
+    parser.add_argument("--seed", type=int, default=42)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dataops", description=__doc__)
+    parser.add_argument("--target", choices=TARGETS, help="dbt target (default $DBT_TARGET or dev)")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="the main job: generate if empty, ingest, dbt build")
+    _add_generate_options(run)
+    run.set_defaults(func=cmd_run)
+
+    generate = commands.add_parser(
+        "generate", help="write the sample shop data to the landing folder"
+    )
+    _add_generate_options(generate)
+    generate.add_argument("--overwrite", action="store_true", help="replace existing sample files")
+    generate.set_defaults(func=cmd_generate)
+
+    ingest_parser = commands.add_parser("ingest", help="load new landed files into raw tables")
+    ingest_parser.add_argument(
+        "--source", nargs="*", help="source or source.table names (default all)"
+    )
+    ingest_parser.set_defaults(func=cmd_ingest)
+
+    build = commands.add_parser("build", help="dbt build (seeds, models, tests) on the target")
+    build.add_argument("--select", nargs="*", help="dbt selection")
+    build.set_defaults(func=cmd_build)
+
+    sources = commands.add_parser("sources", help="derive the staging files from the declarations")
+    sources_commands = sources.add_subparsers(dest="sources_command", required=True)
+    sync = sources_commands.add_parser("sync", help="write the staging models and their YAML")
+    sync.add_argument(
+        "--check", action="store_true", help="fail when files and declarations differ"
+    )
+    sync.set_defaults(func=cmd_sources)
+    onboarding.add_parser(sources_commands)  # sources add <name> --sample <file>
+    add_lint_commands(commands)  # lint sql|rules
+    add_dbt_commands(commands)  # dbt prepare (the manifest Dagster loads)
+    engines_cli.add_parser(commands)
+    add_cicd_commands(commands)  # pr build|report|teardown, janitor, deploy
+    add_observability_commands(commands)  # report, elementary setup|report
+    add_replay_command(commands)  # replay <quarantined file>
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings(args.target)
+        return args.func(args, settings)
+    except DeclarationError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except WarehouseLocked as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 3
+
+
+if __name__ == "__main__":
+    sys.exit(main())
