@@ -82,9 +82,29 @@ def _print_dbt(outcome: DbtOutcome) -> None:
         print(f"  dbt error: {outcome.exception}")
 
 
+def _print_observations(outcome: DbtOutcome, settings: Settings) -> None:
+    """Name each anomaly of the build with its message; open/resolve incidents (and alert)."""
+    if not outcome.invocation_id or not settings.warehouse_path.exists():
+        return
+    from dataops.observability.incidents import observe_build
+
+    report = settings.home / "reports" / "observability.html"
+    seen = observe_build(
+        settings.warehouse_path,
+        outcome.invocation_id,
+        settings.dbt_target_path / "manifest.json",
+        report_url=report.as_uri(),
+    )
+    for message in seen.anomalies:
+        print(f"  ANOMALY {message}")
+    for alert in seen.alerts:
+        print(f"  {alert['text']}")
+
+
 def cmd_build(args: argparse.Namespace, settings: Settings) -> int:
     outcome = run_dbt(settings, dbt_args("build", settings.target, select=args.select or ()))
     _print_dbt(outcome)
+    _print_observations(outcome, settings)
     return 0 if outcome.success else 1
 
 
@@ -99,6 +119,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     _print_ingestion(summary)
     outcome = run_dbt(settings, dbt_args("build", settings.target))
     _print_dbt(outcome)
+    _print_observations(outcome, settings)
     elapsed = time.perf_counter() - started
     status = "OK" if outcome.success and not summary.errors else "FAILED"
     print(

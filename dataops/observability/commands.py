@@ -1,4 +1,5 @@
-"""The observability subcommands of `dataops`: `report` and `elementary setup|report`."""
+"""The observability subcommands of `dataops`: `report`, `incidents` and
+`elementary setup|report`."""
 
 from __future__ import annotations
 
@@ -36,6 +37,50 @@ def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _print_incidents(rows: list[dict]) -> None:
+    if not rows:
+        print("No incidents.")
+        return
+    print(f"{'incident':<12} {'status':<12} {'kind':<12} {'opened (UTC)':<16} {'seen':>4}  "
+          f"{'asset':<28} cause")
+    for row in rows:
+        opened = row["opened_at"].strftime("%Y-%m-%d %H:%M")
+        print(
+            f"{row['incident_id']:<12} {row['status']:<12} {row['kind']:<12} {opened:<16} "
+            f"{row['occurrences']:>4}  {row['asset'] or '-':<28} {row['cause']}"
+        )
+        if row.get("note"):
+            print(f"{'':<12} note: {row['note']}")
+
+
+def cmd_incidents(args: argparse.Namespace, settings: Settings) -> int:
+    import duckdb
+
+    from dataops.core.warehouse import with_warehouse_lock_retry
+    from dataops.observability import incidents
+
+    if not settings.warehouse_path.exists():
+        print(f"No warehouse at {settings.warehouse_path}: run `dataops run` first.")
+        return 1
+    action = args.incidents_command or "list"
+
+    def act() -> int:
+        with duckdb.connect(str(settings.warehouse_path)) as con:
+            if action == "list":
+                _print_incidents(incidents.list_incidents(con, include_resolved=not args.open))
+                return 0
+            status = "acknowledged" if action == "ack" else "resolved"
+            try:
+                incident = incidents.set_status(con, args.incident_id, status, args.note)
+            except (KeyError, ValueError) as error:
+                print(f"error: {error.args[0]}")
+                return 1
+            print(f"{incident['incident_id']} {incident['status']}: {incident['asset']}")
+            return 0
+
+    return with_warehouse_lock_retry(act)
+
+
 def cmd_elementary(args: argparse.Namespace, settings: Settings) -> int:
     from dataops.observability import elementary
 
@@ -53,6 +98,18 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     )
     report.add_argument("--no-docs", action="store_true", help="skip `dbt docs generate --static`")
     report.set_defaults(func=cmd_report)
+
+    incidents = commands.add_parser(
+        "incidents", help="list incidents (open first); ack or resolve one with a note"
+    )
+    incidents.add_argument("--open", action="store_true", help="only open/acknowledged ones")
+    incidents.set_defaults(func=cmd_incidents, incidents_command=None)
+    incident_commands = incidents.add_subparsers(dest="incidents_command")
+    for name, verb in (("ack", "acknowledge"), ("resolve", "resolve")):
+        sub = incident_commands.add_parser(name, help=f"{verb} an incident, with a note")
+        sub.add_argument("incident_id", help="e.g. INC-1a2b3c4d (from `dataops incidents`)")
+        sub.add_argument("--note", help="what was done or found")
+        sub.set_defaults(func=cmd_incidents, open=False)
 
     elementary = commands.add_parser(
         "elementary", help="Elementary (needs a reachable dbt package hub): setup, report"

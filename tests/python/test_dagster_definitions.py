@@ -90,6 +90,14 @@ def test_owners_descriptions_and_columns_come_from_the_dbt_yaml(graph):
     staging = graph.get(K("staging/stg_shop__orders"))
     assert staging.owners == ["team:shop-team"]  # the source's meta.owner
     assert graph.get(K("raw/payments/payments")).owners == ["team:finance-team"]
+    # Every asset has an owner: marts and intermediate models inherit the owners of the sources
+    # they are built from (transitively), the seed declares its own in dbt_project.yml.
+    unowned = [k.to_user_string() for k in graph.get_all_asset_keys() if not graph.get(k).owners]
+    assert unowned == []
+    assert {"team:finance-team", "team:shop-team"} <= set(
+        graph.get(K("marts/fct_daily_revenue")).owners
+    )
+    assert graph.get(K("reference/country_codes")).owners == ["team:data-platform"]
     fct_orders = graph.get(K("marts/fct_orders"))
     assert fct_orders.description.startswith("One row per order")
     columns = {c.name: c.type for c in fct_orders.metadata["dagster/column_schema"].columns}
