@@ -474,7 +474,8 @@ def test_a_dagster_sensor_run_with_a_failing_test_publishes_nothing(
     source = sorted((home / "archive" / "web" / "sessions").glob("*.parquet"))[0]
     with duckdb.connect() as con:  # sessions of a customer the shop does not know
         con.execute(
-            "copy (select * replace ('u' || session_id as session_id, 987654321 as customer_id) "
+            "copy (select * replace ('u' || session_id as session_id, "
+            "987654321::bigint as customer_id) "
             f"from read_parquet('{source}') limit 20) to '{folder / 'sessions_u.parquet'}' "
             "(format parquet)"
         )
