@@ -88,6 +88,7 @@ class TableOutcome:
     rows_loaded: int = 0
     files_skipped: int = 0
     errors: list[str] = field(default_factory=list)
+    duplicates: list[tuple[Path, Path]] = field(default_factory=list)  # (file, loaded earlier)
     quarantined: list[QuarantinedFile] = field(default_factory=list)
     added_columns: list[str] = field(default_factory=list)
 
@@ -250,6 +251,8 @@ def load_file(
         violations = rejected.violations
     except duckdb.Error as error:  # a check that could not run on this content
         violations = [validation.explain_read_error(error)]
+    except Exception as error:  # noqa: BLE001 - no content may stop ingestion: quarantine it
+        violations = [unexpected(error)]
     if violations:
         con.execute(f"drop table if exists {INCOMING}")
         return FileResult(
@@ -328,10 +331,14 @@ def load_file(
             events.record_event(con, event_type, status="success", details=event_details, **common)
         crash_point("before_commit")
         con.execute("commit")
-    except duckdb.Error as error:  # the file's data did not fit the raw table after all
+    except (duckdb.Error, ValueError, TypeError, OverflowError) as error:
+        # the file's data did not fit the raw table after all
         _rollback(con)
         con.execute(f"drop table if exists {INCOMING}")
-        problem = validation.explain_read_error(error)
+        if isinstance(error, duckdb.Error):
+            problem = validation.explain_read_error(error)
+        else:
+            problem = unexpected(error)
         problem.rule = "load_failed"
         return FileResult(
             quarantined=quarantine_file(
@@ -344,6 +351,15 @@ def load_file(
     crash_point("after_commit")
     con.execute(f"drop table if exists {INCOMING}")
     return FileResult(rows=rows, added_columns=staged.added_columns)
+
+
+def unexpected(error: Exception) -> Violation:
+    """A violation for an error no rule foresaw (named, so the file can be quarantined)."""
+    return Violation(
+        "unreadable",
+        f"the file could not be read or checked ({type(error).__name__}: "
+        f"{str(error)[: validation.MAX_MESSAGE_CHARS]})",
+    )
 
 
 def _rollback(con: duckdb.DuckDBPyConnection) -> None:
@@ -454,6 +470,95 @@ def _finish_quarantine(path: Path, target: Path, file_hash: str) -> QuarantinedF
     )
 
 
+def _ingest_one(
+    con: duckdb.DuckDBPyConnection,
+    table: SourceTable,
+    path: Path,
+    batch_id: str,
+    landing_root: Path,
+    outcome: TableOutcome,
+    loaded: set[str],
+    pending: dict[tuple[str, str], str],
+    duplicates: set[tuple[str, str]],
+) -> None:
+    """Load, skip (recording a duplicate delivery once) or quarantine one landed file."""
+    file_hash = file_sha256(path)
+    crash_point("after_hash")
+    if file_hash in loaded:
+        outcome.files_skipped += 1
+        if (file_hash, str(path)) not in duplicates:
+            original = ledger.loaded_path(con, table.source, table.name, file_hash)
+            if original is not None and original != str(path):
+                record_duplicate(con, table, path, file_hash, batch_id, original)
+                outcome.duplicates.append((path, Path(original)))
+            duplicates.add((file_hash, str(path)))
+        return
+    if (file_hash, str(path)) in pending:
+        done = _finish_quarantine(path, Path(pending[file_hash, str(path)]), file_hash)
+        outcome.quarantined.append(done)
+        outcome.errors.append(done.message)
+        return
+    result = load_file(con, table, path, file_hash, batch_id, landing_root)
+    if result.quarantined:
+        outcome.quarantined.append(result.quarantined)
+        outcome.errors.append(result.quarantined.message)
+        return
+    outcome.files_loaded += 1
+    outcome.rows_loaded += result.rows
+    outcome.added_columns.extend(c for c in result.added_columns if c not in outcome.added_columns)
+    loaded.add(file_hash)
+
+
+def record_duplicate(
+    con: duckdb.DuckDBPyConnection,
+    table: SourceTable,
+    path: Path,
+    file_hash: str,
+    batch_id: str,
+    original: str,
+) -> None:
+    """A known content delivered again under another name: ledger row + event, nothing loaded."""
+    now = _now()
+    message = (
+        f"{path.name} has the same content as {Path(original).name}, already loaded; "
+        "skipped (nothing loaded twice)"
+    )
+    con.execute("begin transaction")
+    try:
+        ledger.record(
+            con,
+            file_hash=file_hash,
+            source_name=table.source,
+            table_name=table.name,
+            file_name=path.name,
+            file_path=str(path),
+            file_size=path.stat().st_size,
+            status="duplicate",
+            rows_loaded=0,
+            error=None,
+            batch_id=batch_id,
+            started_at=now,
+            finished_at=now,
+            duplicate_of=original,
+        )
+        events.record_event(
+            con,
+            "file.duplicate",
+            status="warning",
+            source_name=table.source,
+            table_name=table.name,
+            file_name=path.name,
+            file_hash=file_hash,
+            batch_id=batch_id,
+            message=message,
+            details={"path": str(path), "duplicate_of": original},
+        )
+        con.execute("commit")
+    except BaseException:
+        _rollback(con)
+        raise
+
+
 def ingest(
     warehouse_path: Path,
     landing_root: Path,
@@ -475,30 +580,22 @@ def ingest(
             outcome = summary.tables.setdefault(table.key, TableOutcome(key=table.key))
             loaded = ledger.loaded_hashes(con, table.source, table.name)
             pending = ledger.pending_quarantines(con, table.source, table.name)
+            duplicates = ledger.recorded_duplicates(con, table.source, table.name)
             for path in table.landed_files(landing_root):
                 if quarantine.is_quarantined(path, landing_root):
                     continue
-                file_hash = file_sha256(path)
-                crash_point("after_hash")
-                if file_hash in loaded:
-                    outcome.files_skipped += 1
-                    continue
-                if (file_hash, str(path)) in pending:
-                    done = _finish_quarantine(path, Path(pending[file_hash, str(path)]), file_hash)
-                    outcome.quarantined.append(done)
-                    outcome.errors.append(done.message)
-                    continue
-                result = load_file(con, table, path, file_hash, batch_id, landing_root)
-                if result.quarantined:
-                    outcome.quarantined.append(result.quarantined)
-                    outcome.errors.append(result.quarantined.message)
-                    continue
-                outcome.files_loaded += 1
-                outcome.rows_loaded += result.rows
-                outcome.added_columns.extend(
-                    c for c in result.added_columns if c not in outcome.added_columns
-                )
-                loaded.add(file_hash)
+                try:
+                    _ingest_one(
+                        con, table, path, batch_id, landing_root, outcome, loaded, pending,
+                        duplicates,
+                    )
+                except (OSError, duckdb.Error) as error:
+                    # the file vanished or could not be opened while we read it: say so, go on
+                    _rollback(con)
+                    outcome.errors.append(
+                        f"{path}: not loaded ({type(error).__name__}: {error}); it stays where "
+                        "it is and the next run tries it again"
+                    )
         crash_point("before_checkpoint")
         con.execute("checkpoint")
     finally:
