@@ -54,6 +54,8 @@ def _print_ingestion(summary: IngestionSummary) -> None:
             f"{skipped:>4} already loaded"
         )
     for outcome in summary.tables.values():
+        for path in outcome.waiting:
+            print(f"  WAITING {path}: still being written (changed in the settle window); next run")
         for duplicate, original in outcome.duplicates:
             print(f"  DUPLICATE {duplicate}: same content as {original}, already loaded; skipped")
     if summary.quarantined:

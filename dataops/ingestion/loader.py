@@ -36,7 +36,7 @@ import duckdb
 
 from dataops.core import events
 from dataops.core.sql import quote_identifier, quote_literal
-from dataops.ingestion import ledger, quarantine, validation
+from dataops.ingestion import landing, ledger, quarantine, validation
 from dataops.ingestion.faults import crash_point
 from dataops.ingestion.validation import INCOMING, FileRejected, Violation
 from dataops.sources.registry import SourceTable
@@ -89,6 +89,7 @@ class TableOutcome:
     files_skipped: int = 0
     errors: list[str] = field(default_factory=list)
     duplicates: list[tuple[Path, Path]] = field(default_factory=list)  # (file, loaded earlier)
+    waiting: list[Path] = field(default_factory=list)  # still being written: a later run
     quarantined: list[QuarantinedFile] = field(default_factory=list)
     added_columns: list[str] = field(default_factory=list)
 
@@ -218,10 +219,54 @@ def _raw_columns(con: duckdb.DuckDBPyConnection, table: SourceTable) -> dict[str
     return {name: data_type for name, data_type in rows} if rows else None
 
 
+LINEAGE_DDL = "_file_name varchar, _file_hash varchar, _batch_id varchar, _loaded_at timestamp"
+
+
+def ensure_declared_tables(con: duckdb.DuckDBPyConnection, tables: list[SourceTable]) -> list[str]:
+    """Create each declared raw table that does not exist yet: empty, typed, with lineage.
+
+    So a table declared before its first file is delivered builds (staging reads zero rows) and
+    its freshness says "never delivered" instead of failing on a missing table. CSV and JSON-lines
+    raw columns are text (as loaded); Parquet ones have the declared types. The first file's
+    load replaces such a placeholder (no row, no ledger entry) with its own columns.
+    """
+    created = []
+    for table in tables:
+        if _raw_columns(con, table) is not None:
+            continue
+        columns = ", ".join(
+            f"{quote_identifier(c.name)} "
+            + (c.data_type if table.landing.format == "parquet" else "varchar")
+            for c in validation._declared(table)
+        )
+        con.execute("begin transaction")
+        try:
+            con.execute(f"create schema if not exists {quote_identifier(table.schema)}")
+            con.execute(
+                f"create table if not exists {quote_identifier(table.schema)}."
+                f"{quote_identifier(table.name)} ({columns}, {LINEAGE_DDL})"
+            )
+            con.execute("commit")
+        except BaseException:
+            _rollback(con)
+            raise
+        created.append(table.key)
+    return created
+
+
+def _is_placeholder(con: duckdb.DuckDBPyConnection, table: SourceTable) -> bool:
+    """A raw table created empty by ensure_declared_tables, no file loaded into it yet."""
+    if ledger.loaded_hashes(con, table.source, table.name):
+        return False
+    target = f"{quote_identifier(table.schema)}.{quote_identifier(table.name)}"
+    return con.execute(f"select count(*) = 0 from {target}").fetchone()[0]
+
+
 @dataclass
 class FileResult:
     rows: int = 0
     quarantined: QuarantinedFile | None = None
+    changed: bool = False  # the file changed while it was read: nothing done, next run
     added_columns: list[str] = field(default_factory=list)
 
 
@@ -234,19 +279,26 @@ def load_file(
     landing_root: Path,
     recorded_path: Path | None = None,
     extra_events: list[tuple[str, dict]] | None = None,
+    snapshot: landing.Snapshot | None = None,
 ) -> FileResult:
     """Validate one file and load it with its ledger entry in one transaction, or quarantine it.
 
     ``recorded_path`` is where the file will live once loaded (a replay moves it back to the
     landing folder after the commit); ``extra_events`` are (type, details) written in the same
-    transaction.
+    transaction. ``snapshot``: the file's size and mtime when it was chosen; if it changed since
+    (a writer still writing), nothing is loaded or quarantined (``changed``).
     """
     recorded_path = recorded_path or path
     started_at = _now()
+    placeholder = False
     try:
         staged = validation.stage(con, table, path)
         crash_point("after_stage")
-        violations = validation.validate(con, table, staged, _raw_columns(con, table))
+        raw_columns = _raw_columns(con, table)
+        placeholder = raw_columns is not None and _is_placeholder(con, table)
+        violations = validation.validate(
+            con, table, staged, None if placeholder else raw_columns
+        )
     except FileRejected as rejected:
         violations = rejected.violations
     except duckdb.Error as error:  # a check that could not run on this content
@@ -255,6 +307,8 @@ def load_file(
         violations = [unexpected(error)]
     if violations:
         con.execute(f"drop table if exists {INCOMING}")
+        if snapshot is not None and not landing.unchanged(path, snapshot):
+            return FileResult(changed=True)  # a partial file is not bad: it is not done yet
         return FileResult(
             quarantined=quarantine_file(
                 con, table, path, file_hash, batch_id, landing_root, violations
@@ -271,8 +325,8 @@ def load_file(
         crash_point("after_begin")
         con.execute(f"create schema if not exists {quote_identifier(table.schema)}")
         existing = _raw_columns(con, table)
-        if existing is None:
-            con.execute(f"create table {target} as {select} limit 0", params)
+        if existing is None or placeholder:  # the first file decides the raw columns
+            con.execute(f"create or replace table {target} as {select} limit 0", params)
         else:
             known = {name.lower() for name in existing}
             for name, data_type in staged.columns.items():
@@ -330,6 +384,10 @@ def load_file(
         for event_type, event_details in extra_events or []:
             events.record_event(con, event_type, status="success", details=event_details, **common)
         crash_point("before_commit")
+        if snapshot is not None and not landing.unchanged(path, snapshot):
+            _rollback(con)
+            con.execute(f"drop table if exists {INCOMING}")
+            return FileResult(changed=True)
         con.execute("commit")
     except (duckdb.Error, ValueError, TypeError, OverflowError) as error:
         # the file's data did not fit the raw table after all
@@ -480,6 +538,7 @@ def _ingest_one(
     loaded: set[str],
     pending: dict[tuple[str, str], str],
     duplicates: set[tuple[str, str]],
+    snapshot: landing.Snapshot | None = None,
 ) -> None:
     """Load, skip (recording a duplicate delivery once) or quarantine one landed file."""
     file_hash = file_sha256(path)
@@ -498,7 +557,10 @@ def _ingest_one(
         outcome.quarantined.append(done)
         outcome.errors.append(done.message)
         return
-    result = load_file(con, table, path, file_hash, batch_id, landing_root)
+    result = load_file(con, table, path, file_hash, batch_id, landing_root, snapshot=snapshot)
+    if result.changed:
+        outcome.waiting.append(path)
+        return
     if result.quarantined:
         outcome.quarantined.append(result.quarantined)
         outcome.errors.append(result.quarantined.message)
@@ -565,8 +627,13 @@ def ingest(
     tables: list[SourceTable],
     batch_id: str | None = None,
     lock_timeout: float | None = None,
+    settle: float | None = None,
 ) -> IngestionSummary:
-    """Load every new landed file of the given tables; a file whose content is known is skipped."""
+    """Load every new landed file of the given tables; a file whose content is known is skipped.
+
+    Only complete files are read (landing.py: temporary names are ignored, a file must have been
+    still for ``settle`` seconds, default ``DATAOPS_SETTLE_SECONDS``); the others wait.
+    """
     batch_id = batch_id or f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
     summary = IngestionSummary(batch_id=batch_id, tables={})
     con = connect_warehouse(warehouse_path, lock_timeout)
@@ -576,18 +643,21 @@ def ingest(
         crash_point("after_connect")
         ledger.ensure_ledger(con)
         events.ensure_events(con)
+        ensure_declared_tables(con, tables)
         for table in tables:
             outcome = summary.tables.setdefault(table.key, TableOutcome(key=table.key))
             loaded = ledger.loaded_hashes(con, table.source, table.name)
             pending = ledger.pending_quarantines(con, table.source, table.name)
             duplicates = ledger.recorded_duplicates(con, table.source, table.name)
-            for path in table.landed_files(landing_root):
+            ready, waiting = landing.ready_files(table, landing_root, settle)
+            outcome.waiting.extend(w.path for w in waiting)
+            for path, snapshot in ready:
                 if quarantine.is_quarantined(path, landing_root):
                     continue
                 try:
                     _ingest_one(
                         con, table, path, batch_id, landing_root, outcome, loaded, pending,
-                        duplicates,
+                        duplicates, snapshot,
                     )
                 except (OSError, duckdb.Error) as error:
                     # the file vanished or could not be opened while we read it: say so, go on

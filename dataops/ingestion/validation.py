@@ -72,6 +72,7 @@ class StagedFile:
     rows: int
     added_columns: list[str] = field(default_factory=list)
     nul_checked: bool = False  # the file's bytes were scanned for NUL (see _first_nul)
+    nested: list[Violation] = field(default_factory=list)  # objects/arrays in scalar columns
 
 
 
@@ -450,14 +451,75 @@ def _stage(
         raise FileRejected([explain_read_error(error)]) from None
     described = con.execute(f"describe {INCOMING}").fetchall()
     file_columns = {row[0]: row[1] for row in described}
+    nested: list[Violation] = []
     if landing.format == "jsonl":
         for name in missing:
             file_columns.pop(name, None)
+        present_declared = [n for n in declared if n in file_columns]
+        nested = _nested_values(con, path, compression, present_declared)
     rows = con.execute(f"select count(*) from {INCOMING}").fetchone()[0]
-    return StagedFile(path=path, columns=file_columns, rows=rows, nul_checked=nul_checked)
+    return StagedFile(
+        path=path, columns=file_columns, rows=rows, nul_checked=nul_checked, nested=nested
+    )
+
+
+def _nested_values(
+    con: duckdb.DuckDBPyConnection, path: Path, compression: str, names: list[str]
+) -> list[Violation]:
+    """An object or array where a declared (scalar) column is expected: a cast failure.
+
+    Read as text, a nested value becomes its JSON text, like a string that happens to start with
+    '{' or '['; only when such text is found is the file read again to tell the two apart.
+    """
+    if not names:
+        return []
+    candidates = con.execute(
+        "select "
+        + ", ".join(
+            f"count_if(left({quote_identifier(n)}, 1) in ('{{', '['))" for n in names
+        )
+        + f" from {INCOMING}"
+    ).fetchone()
+    violations = []
+    for name, candidate in zip(names, candidates, strict=True):
+        if not candidate:
+            continue
+        key = quote_literal(name)
+        count, value = con.execute(
+            f"select count(*), cast(any_value(json -> {key}) as varchar) "
+            f"from read_ndjson_objects(?, compression = {quote_literal(compression)}) "
+            f"where json_type(json -> {key}) in ('OBJECT', 'ARRAY')",
+            [str(path)],
+        ).fetchone()
+        if not count:
+            continue
+        row_id = con.execute(
+            f"select min(rowid) from {INCOMING} where {quote_identifier(name)} = ?", [value]
+        ).fetchone()[0]
+        line = None if row_id is None else int(row_id) + 1
+        violations.append(
+            Violation(
+                "nested_value",
+                f"an object or array where a scalar is declared: column {name!r}"
+                + (f", line {line}" if line else "")
+                + f", value {_short(value)!r}"
+                + (f" and {count - 1} more row(s)" if count > 1 else ""),
+                column=name,
+                row=line,
+                line=line,
+                value=_short(value),
+                count=int(count),
+            )
+        )
+    return violations
 
 
 # --- Checking ------------------------------------------------------------------------------
+def _is_nested_type(data_type: str) -> bool:
+    upper = data_type.upper().strip()
+    return upper.endswith("]") or upper.startswith(("STRUCT", "MAP", "UNION", "JSON"))
+
+
 def _normalise_type(data_type: str) -> str:
     return re.sub(r"\s+", "", data_type.lower()).replace("int64", "bigint")
 
@@ -480,6 +542,53 @@ def _staged_text(column: Column, raw: str) -> tuple[str, bool]:
         )
         expression = f"case {expression} {branches} else {expression} end"
     return expression, True
+
+
+INTEGER_TYPES = frozenset(
+    "tinyint smallint integer int bigint hugeint utinyint usmallint uinteger ubigint uhugeint "
+    "int1 int2 int4 int8 long short signed".split()
+)
+FLOAT_TYPES = frozenset({"double", "float", "real", "float4", "float8"})
+# A time followed by an offset or zone name (same pattern as macros/staging/staging_cast.sql).
+OFFSET_PATTERN = (
+    "(?i)[0-9]:[0-9]{2}(:[0-9]{2}([.][0-9]*)?)? *(z|[+-][0-9]{2}(:?[0-9]{2})?|utc|gmt|"
+    "[a-z]+/[a-z_/+-]+) *$"
+)
+INTEGER_PATTERN = " *[+-]?[0-9]+([.]0*)? *"
+
+
+def strict_cast(expression: str, data_type: str) -> str:
+    """DuckDB SQL casting a value without changing its meaning; null when it does not convert.
+
+    Mirrors ``duckdb__staging_cast`` (macros/staging/staging_cast.sql) with ``safe``: a fractional
+    value is not an integer, decimals beyond the scale are not rounded, a finite value that
+    overflows a float is a failure, a timestamp with an offset or zone is converted to UTC.
+    """
+    kind = data_type.lower().replace(" ", "")
+    text = f"cast({expression} as varchar)"
+    decimal = re.match(r"^(decimal|numeric)(\((\d+),(\d+)\))?$", kind)
+    if kind in INTEGER_TYPES:
+        condition = f"regexp_full_match({text}, '{INTEGER_PATTERN}')"
+    elif decimal:
+        scale = int(decimal.group(4) or 3)
+        pattern = (
+            INTEGER_PATTERN
+            if scale == 0
+            else f" *[+-]?([0-9]+([.][0-9]{{0,{scale}}}0*)?|[.][0-9]{{1,{scale}}}0*) *"
+        )
+        condition = f"regexp_full_match({text}, '{pattern}')"
+    elif kind in FLOAT_TYPES:
+        condition = (
+            f"(not isinf(try_cast({text} as {data_type})) or regexp_matches(lower({text}), 'inf'))"
+        )
+    elif kind in ("timestamp", "datetime"):
+        return (
+            f"case when regexp_matches({text}, '{OFFSET_PATTERN}') then timezone('UTC', "
+            f"try_cast({text} as timestamptz)) else try_cast({expression} as {data_type}) end"
+        )
+    else:
+        return f"try_cast({expression} as {data_type})"
+    return f"case when {condition} then try_cast({expression} as {data_type}) end"
 
 
 def _position(
@@ -547,6 +656,19 @@ def validate(
                     column=name,
                 )
             )
+    violations.extend(staged.nested)
+    for column in declared:
+        file_type = staged.columns.get(by_lower.get(column.name.lower(), ""), "")
+        if _is_nested_type(file_type) and not _is_nested_type(column.data_type):
+            violations.append(
+                Violation(
+                    "nested_value",
+                    f"column {column.name!r} is {file_type} in the file, a nested type where "
+                    f"{column.data_type} is declared",
+                    column=column.name,
+                    value=file_type,
+                )
+            )
     raw_lower = {k.lower(): v for k, v in (raw_columns or {}).items()}
     for name, data_type in staged.columns.items():
         known = raw_lower.get(name.lower())
@@ -582,8 +704,9 @@ def validate(
                 (
                     "type_cast",
                     column.name,
-                    f"{text} is not null and try_cast({text} as {column.data_type}) is null",
-                    f"value does not convert to {column.data_type}",
+                    f"{text} is not null and {strict_cast(text, column.data_type)} is null",
+                    f"value does not convert to {column.data_type} without changing its "
+                    "meaning (no rounding, offsets converted to UTC, within range)",
                 )
             )
         if column.staged_name == table.primary_key:

@@ -381,3 +381,41 @@ def test_no_file_stops_ingestion_the_cli_names_what_was_quarantined(
     assert sources == {t.source for t in REGISTRY}
     again = dataops(home, "ingest", check=False)
     assert again.returncode == 0, again.stdout
+
+
+def test_a_declared_table_exists_empty_and_typed_before_its_first_file(
+    sample_landing: Path, tmp_path: Path
+):
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    warehouse = tmp_path / "warehouse.duckdb"
+    summary = ingest(warehouse, landing, REGISTRY)  # nothing landed yet
+    assert summary.files_loaded == 0 and summary.errors == []
+    sessions = next(t for t in REGISTRY if t.key == "web.sessions")
+    with duckdb.connect(str(warehouse)) as con:
+        for table in REGISTRY:
+            assert con.execute(f"select count(*) from {table.schema}.{table.name}").fetchone() == (
+                0,
+            )
+        types = dict(con.execute("describe raw_web.sessions").fetchall()[i][:2] for i in range(4))
+    declared = {c.name: c.data_type.upper() for c in sessions.columns}
+    assert {name: declared[name] for name in types} == types  # Parquet: the declared types
+    # the first file decides the raw columns (its own Parquet types), without a retype error
+    shutil.copytree(sessions.landing_dir(sample_landing), sessions.landing_dir(landing))
+    loaded = ingest(warehouse, landing, [sessions])
+    assert loaded.errors == [] and loaded.files_loaded == len(sessions.landed_files(landing))
+
+
+@pytest.mark.slow
+def test_a_table_declared_before_its_first_file_builds_green(sample_landing: Path, tmp_path: Path):
+    home = tmp_path / "home"
+    shutil.copytree(sample_landing, home / "landing")
+    refunds = next(t for t in REGISTRY if t.key == "payments.refunds")
+    shutil.rmtree(refunds.landing_dir(home / "landing"))
+
+    result = dataops(home, "run", check=False)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    with duckdb.connect(str(home / "warehouse_dev.duckdb"), read_only=True) as con:
+        assert con.execute("select count(*) from raw_payments.refunds").fetchone() == (0,)
+        assert con.execute("select count(*) from staging.stg_payments__refunds").fetchone() == (0,)

@@ -249,6 +249,50 @@ def gzip_named_parquet(folder: Path, template: Path) -> Path:
     return _write(folder, "sessions_2099-01-01.parquet", gzip.compress(template.read_bytes()))
 
 
+def _json_edit(folder: Path, template: Path, index: int, **changes: object) -> Path:
+    records = [json.loads(line) for line in _bumped_json(template).decode().splitlines()]
+    records[index].update(changes)
+    return _write(
+        folder, "payments_2099-01-01.json", "".join(json.dumps(r) + "\n" for r in records)
+    )
+
+
+def json_fraction_in_integer(folder: Path, template: Path) -> Path:
+    return _json_edit(folder, template, 2, amount=1.5)
+
+
+def json_integer_out_of_range(folder: Path, template: Path) -> Path:
+    return _json_edit(folder, template, 1, amount=2**70)
+
+
+def json_nested_in_varchar(folder: Path, template: Path) -> Path:
+    return _json_edit(folder, template, 3, payment_method={"type": "card"})
+
+
+def json_string_that_looks_nested(folder: Path, template: Path) -> Path:
+    return _json_edit(folder, template, 3, payment_method='{"type": "card"}')
+
+
+def json_timestamp_with_offset(folder: Path, template: Path) -> Path:
+    return _json_edit(folder, template, 0, created_at="2025-02-03T10:00:00+02:00")
+
+
+def csv_too_many_decimals(folder: Path, template: Path) -> Path:
+    lines = _lines(template)
+    lines[2] = _csv_cell(lines[2], 4, "12.345")
+    return _write(folder, "order_items_2099-01-01.csv", "".join(lines))
+
+
+def parquet_fraction_in_integer(folder: Path, template: Path) -> Path:
+    select = "* replace (cast(page_views as double) + 0.5 as page_views)"
+    return _parquet(folder, template, "sessions_2099-01-01.parquet", select)
+
+
+def parquet_nested_in_varchar(folder: Path, template: Path) -> Path:
+    select = "* replace ({'name': device} as device)"
+    return _parquet(folder, template, "sessions_2099-01-01.parquet", select)
+
+
 def strict_extra_column(folder: Path, template: Path) -> Path:
     return extra_column(folder, template)
 
@@ -346,6 +390,25 @@ CASES = [
     Case("JSON lines with CR-only line ends", "payments.payments", json_cr_only, "loaded"),
     Case("gzip-compressed Parquet", "web.sessions", gzip_named_parquet, "quarantined",
          ("not_parquet",), "gzip-compressed"),
+    Case("fraction in an integer column (JSON)", "payments.payments", json_fraction_in_integer,
+         "quarantined", ("type_cast",), "without changing its meaning",
+         where={"line": 3, "column": "amount", "value": "1.5"}),
+    Case("integer out of range (JSON)", "payments.payments", json_integer_out_of_range,
+         "quarantined", ("type_cast",), str(2**70), where={"line": 2, "column": "amount"}),
+    Case("object in a varchar column (JSON)", "payments.payments", json_nested_in_varchar,
+         "quarantined", ("nested_value",), "object or array",
+         where={"line": 4, "column": "payment_method"}),
+    Case("string that looks like an object (JSON)", "payments.payments",
+         json_string_that_looks_nested, "loaded"),
+    Case("timestamp with an offset (JSON)", "payments.payments", json_timestamp_with_offset,
+         "loaded"),
+    Case("more decimals than the scale (CSV)", "shop.order_items", csv_too_many_decimals,
+         "quarantined", ("type_cast",), "'12.345'",
+         where={"line": 3, "column": "unit_price"}),
+    Case("fraction in an integer column (Parquet)", "web.sessions", parquet_fraction_in_integer,
+         "quarantined", ("type_cast", "column_retyped")),
+    Case("struct in a varchar column (Parquet)", "web.sessions", parquet_nested_in_varchar,
+         "quarantined", ("nested_value",), "nested type"),
 ]  # fmt: skip
 
 
