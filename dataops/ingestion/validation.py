@@ -545,9 +545,12 @@ def _staged_text(column: Column, raw: str) -> tuple[str, bool]:
 
 
 INTEGER_TYPES = frozenset(
-    "tinyint smallint integer int bigint hugeint utinyint usmallint uinteger ubigint uhugeint "
-    "int1 int2 int4 int8 long short signed".split()
-)
+    {
+        "tinyint", "smallint", "integer", "int", "bigint", "hugeint", "utinyint", "usmallint",
+        "uinteger", "ubigint", "uhugeint", "int1", "int2", "int4", "int8", "long", "short",
+        "signed",
+    }
+)  # fmt: skip
 FLOAT_TYPES = frozenset({"double", "float", "real", "float4", "float8"})
 # A time followed by an offset or zone name (same pattern as macros/staging/staging_cast.sql).
 OFFSET_PATTERN = (

@@ -85,7 +85,8 @@ def test_a_slow_writer_file_loads_exactly_once_and_is_never_quarantined(
 
 def test_temporary_names_are_never_picked_up_until_renamed(sample_landing: Path, tmp_path: Path):
     orders = REGISTRY["shop.orders"]
-    everything = dataclasses.replace(orders, landing=orders.landing.model_copy(update={"pattern": "*"}))
+    anything = orders.landing.model_copy(update={"pattern": "*"})
+    everything = dataclasses.replace(orders, landing=anything)
     template = orders.landed_files(sample_landing)[0]
     landing = tmp_path / "landing"
     folder = orders.landing_dir(landing)
