@@ -191,7 +191,7 @@ def test_lab_model_compiles_each_declared_step(lab: dict):
         r'else cast\("created_at" as timestamp\) end as "created_at"',
         # failed casts counted per row
         r"case when replace\(\"balance\", ',', '\.'\) is not null and "
-        r"try_cast\(replace\(\"balance\""
+        r"case when regexp_full_match\(cast\(replace\(\"balance\""
         r".*then 1 else 0 end \+ case when .*\"logins\".* then 1 else 0 end as _cast_failures",
         r'partition by "account_id" order by "updated_at" desc, _loaded_at desc',
         r'cast\(balance \* 100 as bigint\) as "balance_cents"',
