@@ -14,7 +14,9 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import duckdb
@@ -318,10 +320,31 @@ def test_a_deploy_that_fails_its_audit_publishes_nothing(released, tmp_path, bre
         prod.edit(path, old, new)
     before = checksums(prod.warehouse)
     manifest_before = (prod.home / "prod-state" / "manifest.json").read_bytes()
+    alerts: list[dict] = []
 
-    result = prod.dataops("deploy", "--no-docs")
+    class Webhook(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+            alerts.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Webhook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        result = prod.dataops(
+            "deploy", "--no-docs", ALERT_WEBHOOK_URL=f"http://127.0.0.1:{server.server_port}/"
+        )
+    finally:
+        server.shutdown()
 
     assert result.returncode == 1, result.stdout + result.stderr
+    # the failed audit alerts like a failed run: one POST naming the release and the test
+    [alert] = alerts
+    assert alert["event"] == "publishing.audit_failed" and alert["release"] == "r2"
+    assert any(failing in f for f in alert["failures"])
     assert "Not published: release r2 failed its audit" in result.stdout
     assert failing in result.stdout
     assert checksums(prod.warehouse) == before
