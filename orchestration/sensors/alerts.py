@@ -3,7 +3,6 @@
 any HTTP endpoint)."""
 
 import json
-import os
 import urllib.error
 import urllib.request
 from typing import Any
@@ -12,6 +11,7 @@ import duckdb
 from dagster import DefaultSensorStatus, RunFailureSensorContext, run_failure_sensor
 
 from dataops.core import events
+from dataops.core.secrets import read_secret
 from dataops.core.settings import load_settings
 from dataops.core.warehouse import with_warehouse_lock_retry
 from orchestration.sensors.landing import FILES_TAG, SOURCE_TAG
@@ -90,8 +90,9 @@ def record_failure(payload: dict[str, Any], webhook: str | None) -> str:
 )
 def run_failure_alert(context: RunFailureSensorContext) -> None:
     payload = alert_payload(context)
-    url = os.environ.get(ALERT_WEBHOOK_ENV)
+    url = read_secret(ALERT_WEBHOOK_ENV)  # or the file named by ALERT_WEBHOOK_URL_FILE
     webhook = post_webhook(url, payload) if url else None
     if webhook and webhook.startswith("failed"):
-        context.log.warning(f"Alert webhook {ALERT_WEBHOOK_ENV}={url} {webhook}")
+        # The URL is a credential: name the variable, never its value.
+        context.log.warning(f"Alert webhook ${ALERT_WEBHOOK_ENV} {webhook}")
     record_failure(payload, webhook)
