@@ -84,6 +84,8 @@ def test_run_history_and_sensor_cursor_survive_restarts_in_postgres(
     dagster_platform: Path, tmp_path: Path, monkeypatch
 ):
     import psycopg2
+    from dagster._core.scheduler.instigation import InstigatorState
+    from dagster._serdes import deserialize_value
 
     home = clone_home(dagster_platform, tmp_path / "home")
     prepare_manifest(home)
@@ -154,7 +156,8 @@ def test_run_history_and_sensor_cursor_survive_restarts_in_postgres(
                 ('%"landed_files"%',),
             )
             assert len(stored) == 1
-            cursor = json.loads(json.loads(stored[0][0])["instigator_data"]["cursor"])
+            stored_state = deserialize_value(stored[0][0], InstigatorState)
+            cursor = json.loads(stored_state.instigator_data.cursor)
             assert cursor["files"]["web/sessions/sessions_extra_001.parquet"][2] == first_hash
             assert cursor["files"]["web/sessions/sessions_copy_of_001.parquet"][2] == first_hash
 

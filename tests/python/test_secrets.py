@@ -194,7 +194,7 @@ def test_the_hook_refuses_to_commit_a_secret(tmp_path):
     _git(clone, "config", "user.email", "test@example.invalid")
     _git(clone, "config", "user.name", "Secret Test")
     _git(clone, "add", ".pre-commit-config.yaml", ".secrets.baseline")
-    _git(clone, "commit", "-q", "--no-verify", "-m", "hook under test")
+    _git(clone, "commit", "-q", "--no-verify", "--allow-empty", "-m", "hook under test")
     subprocess.run(
         [sys.executable, "-m", "pre_commit", "install"], cwd=clone, check=True, capture_output=True
     )
