@@ -98,7 +98,7 @@ def run_parts(instance, run_id: str) -> list[tuple[str, float]]:
         event = entry.dagster_event
         if event is None:
             continue
-        kind = event.event_type_value
+        kind = event.event_type.name  # enum names (RUN_START); values still say PIPELINE_
         if kind in ("RUN_ENQUEUED", "RUN_DEQUEUED", "RUN_STARTING", "RUN_START", "RUN_SUCCESS",
                     "RUN_FAILURE"):
             stamps.setdefault(kind, entry.timestamp)
