@@ -36,7 +36,7 @@ SECRETS: dict[str, Secret] = {
         Secret(
             "ALERT_WEBHOOK_URL",
             "incoming-webhook URL that failed-run alerts are POSTed to (the URL is the credential)",
-            "orchestration/sensors/alerts.py (sensor run_failure_alert)",
+            "orchestration/sensors/alerts.py (run_failure_alert), dataops/core/alerts.py",
         ),
         Secret(
             "GITHUB_TOKEN",
