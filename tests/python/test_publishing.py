@@ -528,11 +528,8 @@ def test_a_dagster_sensor_run_with_a_failing_test_publishes_nothing(
     failures += [str(e.event_specific_data.error) for e in result.all_events if e.is_step_failure]
     assert any("relationships_stg_web__sessions_customer_id" in f for f in failures), failures
     assert any("Not published: release r2" in f for f in failures), failures
-    after = checksums(prod.warehouse)
-    # raw and the views on it are live; every materialised mart and the release are unchanged
-    assert {k: v for k, v in after.items() if k.startswith("marts.")} == {
-        k: v for k, v in before.items() if k.startswith("marts.")
-    }
+    # every published relation (all layers are tables) is byte-identical
+    assert checksums(prod.warehouse) == before
     materialized = {
         e.asset_key.to_user_string()
         for e in result.all_events
