@@ -66,7 +66,10 @@ ranked as (
     select
         *,
         row_number() over (
-            partition by {{ adapter.quote(decl.primary_key) }}
+            partition by
+                {%- for key_column in decl.primary_key %}
+                {{ adapter.quote(key_column) }}{{ ',' if not loop.last }}
+                {%- endfor %}
             order by {{ order_by | join(', ') }}
         ) as _record_rank
 

@@ -24,6 +24,7 @@ LAYERS = {
     "dataops.rules": 2,
     "dataops.observability": 2,
     "dataops.cicd": 2,
+    "dataops.extract": 2,
     "dataops.engines": 3,
     "dataops.cli": 4,
     "dataops.__main__": 5,

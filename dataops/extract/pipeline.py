@@ -1,0 +1,143 @@
+"""Run dlt for one declared source: its tables become JSONL files in the source's landing folder.
+
+dlt keeps its state (cursor values, pending packages) under ``$DATAOPS_HOME/dlt``. A run that
+fails part way (a page that keeps failing, a schema change) lands nothing and leaves the state as
+it was, so the next run starts again from the last completed load: no gap and no duplicate.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dataops.sources.registry import SourceTable
+
+# dlt reads its configuration from the environment: uncompressed files (ingestion sniffs the
+# extension), no telemetry, quiet logs.
+DLT_ENV = {
+    "DATA_WRITER__DISABLE_COMPRESSION": "true",
+    "RUNTIME__DLTHUB_TELEMETRY": "false",
+    "RUNTIME__LOG_LEVEL": "WARNING",
+}
+LAYOUT = "{table_name}/{load_id}.{file_id}.{ext}"
+
+
+class ExtractError(RuntimeError):
+    """An extraction failed; the message names the source, the table and what to do."""
+
+
+@dataclass
+class ExtractOutcome:
+    source: str
+    rows: dict[str, int] = field(default_factory=dict)  # table -> rows landed in this run
+    files: list[Path] = field(default_factory=list)
+
+
+def extract_sources(tables: list[SourceTable]) -> dict[str, list[SourceTable]]:
+    """The declared tables that are extracted (not delivered as files), by source."""
+    found: dict[str, list[SourceTable]] = {}
+    for table in tables:
+        if table.extract_source is not None:
+            found.setdefault(table.source, []).append(table)
+    return found
+
+
+@contextmanager
+def _dlt_environment() -> Iterator[None]:
+    saved = {key: os.environ.get(key) for key in DLT_ENV}
+    os.environ.update({key: os.environ.get(key, value) for key, value in DLT_ENV.items()})
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def env_value(name: str, table: SourceTable, what: str) -> str:
+    value = os.environ.get(name)
+    if not value:
+        raise ExtractError(
+            f"{table.declared_in}: source {table.source} reads its {what} from the environment "
+            f"variable {name}, which is not set: export {name}=... (credentials never go in the "
+            "declaration)"
+        )
+    return value
+
+
+def _root_cause(error: BaseException) -> BaseException:
+    seen = set()
+    while error.__cause__ is not None or error.__context__ is not None:
+        if id(error) in seen:
+            break
+        seen.add(id(error))
+        if isinstance(error, ExtractError):
+            return error
+        error = error.__cause__ or error.__context__
+    return error
+
+
+def extract(
+    source: str,
+    tables: list[SourceTable],
+    landing_root: Path,
+    home: Path,
+    progress: Callable[[str], None] = print,
+) -> ExtractOutcome:
+    """Extract every table of one source into ``<landing_root>/<source>/<table>/`` with dlt."""
+    import dlt
+    from dlt.pipeline.exceptions import PipelineStepFailed
+
+    from dataops.extract.resources import resource_for
+
+    if not tables:
+        return ExtractOutcome(source)
+    kind = tables[0].extract_source.kind
+    outcome = ExtractOutcome(source)
+    before = {p for t in tables for p in t.landed_files(landing_root)}
+    with _dlt_environment():
+        try:
+            resources = [resource_for(table) for table in tables]
+        except ExtractError:
+            raise
+        except Exception as error:  # a wrong URL, an unreachable server, a missing table
+            raise ExtractError(
+                f"extracting source {source} ({kind}): {type(error).__name__}: {error}. Check "
+                f"the source's config.meta.extract in {tables[0].declared_in} and its "
+                "environment variables."
+            ) from error
+        pipeline = dlt.pipeline(
+            pipeline_name=f"dataops_{source}",
+            destination=dlt.destinations.filesystem(
+                bucket_url=landing_root.resolve().as_uri(), layout=LAYOUT
+            ),
+            dataset_name=source,
+            pipelines_dir=str(home / "dlt"),
+            progress="log" if os.environ.get("DATAOPS_DLT_PROGRESS") else None,
+        )
+        progress(f"extracting {source} ({kind}): {', '.join(t.name for t in tables)}")
+        try:
+            pipeline.run(resources, loader_file_format="jsonl")
+        except PipelineStepFailed as error:
+            cause = _root_cause(error)
+            if isinstance(cause, ExtractError):
+                raise ExtractError(f"{cause} Nothing was landed from this run.") from error
+            raise ExtractError(
+                f"extracting source {source} ({kind}) failed at dlt step {error.step}: "
+                f"{type(cause).__name__}: {cause}. Nothing was landed from this run and the "
+                f"incremental state is unchanged: fix the cause, then run `dataops extract "
+                f"{source}` again (it resumes from the last completed load)."
+            ) from error
+        trace = pipeline.last_trace
+        counts = trace.last_normalize_info.row_counts if trace.last_normalize_info else {}
+    for table in tables:
+        outcome.rows[table.name] = int(counts.get(table.name, 0))
+    outcome.files = sorted(
+        p for t in tables for p in t.landed_files(landing_root) if p not in before
+    )
+    return outcome
