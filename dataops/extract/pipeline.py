@@ -13,7 +13,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dataops.extract.errors import ExtractError
+from dataops.extract.resources import resource_for
 from dataops.sources.registry import SourceTable
+
+__all__ = ["ExtractError", "ExtractOutcome", "extract", "extract_sources"]
 
 # dlt reads its configuration from the environment: uncompressed files (ingestion sniffs the
 # extension), no telemetry, quiet logs.
@@ -23,10 +27,6 @@ DLT_ENV = {
     "RUNTIME__LOG_LEVEL": "WARNING",
 }
 LAYOUT = "{table_name}/{load_id}.{file_id}.{ext}"
-
-
-class ExtractError(RuntimeError):
-    """An extraction failed; the message names the source, the table and what to do."""
 
 
 @dataclass
@@ -59,17 +59,6 @@ def _dlt_environment() -> Iterator[None]:
                 os.environ[key] = value
 
 
-def env_value(name: str, table: SourceTable, what: str) -> str:
-    value = os.environ.get(name)
-    if not value:
-        raise ExtractError(
-            f"{table.declared_in}: source {table.source} reads its {what} from the environment "
-            f"variable {name}, which is not set: export {name}=... (credentials never go in the "
-            "declaration)"
-        )
-    return value
-
-
 def _root_cause(error: BaseException) -> BaseException:
     seen = set()
     while error.__cause__ is not None or error.__context__ is not None:
@@ -92,8 +81,6 @@ def extract(
     """Extract every table of one source into ``<landing_root>/<source>/<table>/`` with dlt."""
     import dlt
     from dlt.pipeline.exceptions import PipelineStepFailed
-
-    from dataops.extract.resources import resource_for
 
     if not tables:
         return ExtractOutcome(source)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from dataops.extract.pipeline import ExtractError, env_value
+from dataops.extract.errors import ExtractError, env_value
 from dataops.sources.registry import SourceTable
 
 # Columns dlt adds to every record (load id and row id); ingestion keeps them as extra columns.
