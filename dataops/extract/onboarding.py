@@ -36,6 +36,8 @@ def _blocks(args: argparse.Namespace) -> tuple[dict, dict]:
             table["records"] = args.records
         if args.since_param:
             table["since_param"] = args.since_param
+        if args.page_size:
+            table["page_size"] = args.page_size
     if args.cursor:
         table["cursor"] = args.cursor
     try:
@@ -127,6 +129,7 @@ def add_arguments(sources_commands) -> None:
     group.add_argument(
         "--paginate", choices=("page", "cursor", "none"), default="page", help="--api pagination"
     )
+    group.add_argument("--page-size", type=int, help="--api: records per page (default 100)")
     group.add_argument("--since-param", help="--api: query parameter for changed-since")
     group.add_argument("--token-env", help="--api: env var of a bearer token")
     group.add_argument("--cursor", help="incremental by this increasing column (default: full)")

@@ -8,6 +8,7 @@ it was, so the next run starts again from the last completed load: no gap and no
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -59,6 +60,18 @@ def _dlt_environment() -> Iterator[None]:
                 os.environ[key] = value
 
 
+def _count(counts: dict[str, int], info) -> None:
+    for table, rows in (getattr(info, "row_counts", None) or {}).items():
+        counts[table] = counts.get(table, 0) + int(rows)
+
+
+def crash_point(name: str) -> None:
+    """Die here like `kill -9` when DATAOPS_CRASH_AT names this point (the crash tests; the same
+    variable as the ingestion's fault injection)."""
+    if os.environ.get("DATAOPS_CRASH_AT") == name:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 def _root_cause(error: BaseException) -> BaseException:
     seen = set()
     while error.__cause__ is not None or error.__context__ is not None:
@@ -107,9 +120,19 @@ def extract(
             pipelines_dir=str(home / "dlt"),
             progress="log" if os.environ.get("DATAOPS_DLT_PROGRESS") else None,
         )
-        progress(f"extracting {source} ({kind}): {', '.join(t.name for t in tables)}")
+        counts: dict[str, int] = {}
         try:
-            pipeline.run(resources, loader_file_format="jsonl")
+            if pipeline.has_pending_data:
+                # a run that was killed after extracting: its package finishes loading first
+                progress(f"{source}: finishing the load an earlier run left pending")
+                _count(counts, pipeline.normalize())
+                pipeline.load()
+            progress(f"extracting {source} ({kind}): {', '.join(t.name for t in tables)}")
+            pipeline.extract(resources, loader_file_format="jsonl")
+            crash_point("extract_after_extract")
+            _count(counts, pipeline.normalize())
+            crash_point("extract_after_normalize")
+            pipeline.load()
         except PipelineStepFailed as error:
             cause = _root_cause(error)
             if isinstance(cause, ExtractError):
@@ -120,8 +143,6 @@ def extract(
                 f"incremental state is unchanged: fix the cause, then run `dataops extract "
                 f"{source}` again (it resumes from the last completed load)."
             ) from error
-        trace = pipeline.last_trace
-        counts = trace.last_normalize_info.row_counts if trace.last_normalize_info else {}
     for table in tables:
         outcome.rows[table.name] = int(counts.get(table.name, 0))
     outcome.files = sorted(
