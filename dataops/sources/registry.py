@@ -441,6 +441,7 @@ class ExtractSource(_Strict):
     token_env: str | None = Field(None, description="http_api: env var of a bearer token")
     schema_name: str = Field("public", alias="schema", description="postgres: the schema")
     max_attempts: int = Field(5, ge=1, le=20, description="http_api: attempts per request")
+    schedule: str = Field("0 * * * *", description="cron of its Dagster extract schedule (UTC)")
 
     _check_env = field_validator("credentials_env", "base_url_env", "token_env")(
         classmethod(lambda cls, v: _env_name(v))

@@ -248,8 +248,22 @@ def _tree_digest(folder: Path) -> str:
     return digest.hexdigest()
 
 
+def readme_exports(section: str) -> list[str]:
+    """The environment variables the section exports (their values are examples)."""
+    return re.findall(r"^\s*export ([A-Z_]+)=", section, flags=re.MULTILINE)
+
+
+DEALS = "deal_id,contact_id,amount_cents,stage\n1,1,125000,won\n2,3,9900,open\n"
+STOCK = "supply_id,sku,quantity\n1,A,5\n1,B,7\n2,A,3\n"
+
+
 @pytest.mark.slow
 def test_a_new_source_is_onboarded_by_following_the_readme(tmp_path: Path):
+    import psycopg2
+
+    from dataops.engines.local_postgres import LocalPostgres
+    from tests.python.test_source_kinds import CatalogApi
+
     # A copy of the whole project (dbt and Python), so the real one is not changed.
     project = copy_project(tmp_path / "project")
     for package in ("dataops", "orchestration"):
@@ -266,13 +280,45 @@ def test_a_new_source_is_onboarded_by_following_the_readme(tmp_path: Path):
     write_crm_files(home / "landing")
     section = readme_section()
     commands = readme_commands(section)
-    assert [c[:3] for c in commands] == [
-        [".venv/bin/dataops", "sources", "add"],
-        [".venv/bin/dataops", "sources", "sync"],
-        [".venv/bin/dataops", "ingest", "--source"],
-        [".venv/bin/dataops", "build", "--select"],
+    assert [c[1:3] for c in commands] == [
+        ["sources", "add"],
+        ["sources", "sync"],
+        ["ingest", "--source"],
+        ["build", "--select"],
+        ["sources", "add"],  # 5: another table of the source
+        ["sources", "add"],  # 5: --all
+        ["sources", "add"],  # 6: a PostgreSQL table
+        ["sources", "add"],  # 7: an API
+        ["extract", "catalog"],
+        ["ingest", "--source"],
+        ["build", "--select"],
     ]
+    # Steps 6 and 7 name their servers by environment variable: ours are local.
+    postgres = LocalPostgres.start()
+    api = CatalogApi()
+    try:
+        url = f"postgresql://{postgres.user}@127.0.0.1:{postgres.port}/{postgres.database}"
+        with psycopg2.connect(url) as pg, pg.cursor() as cur:
+            cur.execute(
+                "create table stock_moves (move_id bigint primary key, sku text, "
+                "quantity integer, updated_at timestamp not null)"
+            )
+            cur.execute(
+                "insert into stock_moves select i, 'S' || i, i, "
+                "timestamp '2024-03-01' + i * interval '1 hour' from generate_series(1, 12) i"
+            )
+        servers = {"INVENTORY_PG_URL": url, "CATALOG_API_URL": api.url}
+        assert readme_exports(section) == list(servers)
+        env.update(servers)
+        _follow_readme(project, home, env, section, commands)
+    finally:
+        api.stop()
+        postgres.stop()
+    # Nothing but configuration was added.
+    assert code_before == {part: _tree_digest(project / part) for part in code}
 
+
+def _follow_readme(project: Path, home: Path, env: dict, section: str, commands: list) -> None:
     def run(command: list[str]) -> str:
         arguments = [a.replace(".dataops/", f"{home}/") for a in command[1:]]
         result = subprocess.run(
@@ -290,6 +336,7 @@ def test_a_new_source_is_onboarded_by_following_the_readme(tmp_path: Path):
     # Step 2: draft the declaration from the sample.
     drafted = run(commands[0])
     assert "wrote models/staging/crm/_crm__sources.yml" in drafted
+    assert "first_name flagged pii (hashed in staging): the name says a person's name" in drafted
     # Step 3: the review edit shown in the README, under the column `Status`.
     snippet = re.search(r"```yaml\n(.*?)```", section, flags=re.DOTALL).group(1)
     edit = yaml.safe_load(snippet)["meta"]
@@ -327,5 +374,34 @@ def test_a_new_source_is_onboarded_by_following_the_readme(tmp_path: Path):
     assert contact[1] == hashlib.md5("José".encode()).hexdigest(), "latin-1 decoded, then hashed"
     assert contact[3:6] == ("inactive", "de", 15)
     assert rows[3][5] is None and rows[3][6] == 1
-    # Nothing but configuration was added.
-    assert code_before == {part: _tree_digest(project / part) for part in code}
+
+    # Step 5: more tables of the source: one by its sample, the rest by --all.
+    for name, text in (("deals/deals_2024-03-01.csv", DEALS), ("stock/stock.csv", STOCK)):
+        (home / "landing/crm" / name).parent.mkdir(parents=True, exist_ok=True)
+        (home / "landing/crm" / name).write_text(text, encoding="utf-8")
+    reviewed = declaration.read_text(encoding="utf-8")
+    deals = run(commands[4])
+    assert "amount_cents is an amount in cents: derived amount" in deals, deals
+    stock = run(commands[5])
+    assert "composite primary key (supply_id, sku)" in stock, stock
+    assert "stock looks like reference data" in stock, stock
+    text = declaration.read_text(encoding="utf-8")
+    assert text.startswith(reviewed.rstrip("\n").rsplit("\n", 1)[0]), "the review is kept"
+    tables = {t.name: t for t in parse_sources_file(declaration)}
+    assert list(tables) == ["contacts", "deals", "stock"]
+    assert tables["stock"].primary_key == ("supply_id", "sku") and tables["stock"].reference
+    assert [d.name for d in tables["deals"].derived] == ["amount"]
+
+    # Steps 6 and 7: a PostgreSQL table and an API, then extract, ingest, build.
+    assert "12 rows landed" in run(commands[6])
+    assert "25 rows landed" in run(commands[7])
+    run(commands[8])
+    run(commands[9])
+    built = run(commands[10])
+    assert re.search(r"tests passed, 0 warned, 0 failed", built), built
+    with duckdb.connect(str(home / "warehouse_dev.duckdb"), read_only=True) as con:
+        counts = [
+            con.execute(f"select count(*) from staging.{model}").fetchone()[0]
+            for model in ("stg_inventory__stock_moves", "stg_catalog__items")
+        ]
+    assert counts == [12, 25]

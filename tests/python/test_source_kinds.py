@@ -380,3 +380,95 @@ def _cli_fails(project: Path, home: Path, *args: str, env: dict) -> str:
     )
     assert result.returncode != 0, result.stdout
     return result.stdout + result.stderr
+
+
+CATALOG = {
+    "version": 2,
+    "sources": [
+        {
+            "name": "catalog",
+            "description": "Items of the catalogue API.",
+            "schema": "raw_catalog",
+            "config": {
+                "loaded_at_field": "_loaded_at",
+                "freshness": {"warn_after": {"count": 26, "period": "hour"}},
+                "meta": {
+                    "landing": {"path": "catalog/{table}", "format": "jsonl"},
+                    "extract": {
+                        "kind": "http_api",
+                        "base_url_env": "CATALOG_API_URL",
+                        "max_attempts": 2,
+                        "schedule": "*/30 * * * *",
+                    },
+                },
+            },
+            "tables": [
+                {
+                    "name": "items",
+                    "description": "Items.",
+                    "config": {
+                        "meta": {
+                            "primary_key": "item_id",
+                            "extract": {
+                                "path": "/items",
+                                "records": "data",
+                                "cursor": "updated_at",
+                                "since_param": "updated_since",
+                                "page_size": 10,
+                            },
+                        }
+                    },
+                    "columns": [
+                        {"name": "item_id", "data_type": "bigint", "description": "Id."},
+                        {"name": "title", "data_type": "varchar", "description": "Title."},
+                        {"name": "price", "data_type": "decimal(18, 2)", "description": "EUR."},
+                        {"name": "updated_at", "data_type": "timestamp", "description": "At."},
+                    ],
+                }
+            ],
+        }
+    ],
+}
+
+
+def test_an_extracted_source_is_a_dagster_asset_on_its_own_schedule(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    from dagster import DagsterInstance, materialize
+
+    from dataops.sources.registry import parse_sources_file
+    from orchestration.assets.extract import build_extract_assets, build_extract_schedules
+
+    path = tmp_path / "models/staging/catalog/_catalog__sources.yml"
+    path.parent.mkdir(parents=True)
+    path.write_text(yaml.safe_dump(CATALOG, sort_keys=False))
+    tables = parse_sources_file(path)
+    api = CatalogApi()
+    monkeypatch.setenv("DATAOPS_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("DATAOPS_LANDING", raising=False)
+    monkeypatch.setenv("CATALOG_API_URL", api.url)
+    try:
+        (asset,) = build_extract_assets(tables, {"catalog": "catalog-team"})
+        (schedule,) = build_extract_schedules(tables)
+        assert asset.op.name == "extract_catalog"
+        assert [k.path for k in asset.keys] == [["landing", "catalog", "items"]]
+        assert (schedule.name, schedule.cron_schedule) == (
+            "extract_catalog_schedule",
+            "*/30 * * * *",
+        )
+        instance = DagsterInstance.ephemeral()
+        result = materialize([asset], instance=instance)
+        (event,) = result.asset_materializations_for_node("extract_catalog")
+        assert event.metadata["rows_extracted"].value == 25
+        landed = list((tmp_path / "home/landing/catalog/items").glob("*.jsonl"))
+        assert sum(len(p.read_text().splitlines()) for p in landed) == 25
+        # a page failing beyond the retries fails the asset with the extract's message
+        api.items[3] = {**api.items[3], "updated_at": _at(300)}
+        api.failures[1] = 5
+        failed = materialize([asset], instance=instance, raise_on_error=False)
+        assert not failed.success
+        message = str(failed.all_events)
+        assert "extracting source catalog (http_api) failed" in message
+        assert "Nothing was landed" in message
+    finally:
+        api.stop()
