@@ -142,7 +142,9 @@ def api_resource(table: SourceTable):
             check_fields(table, records, f"page {number} of {extract.path}")
             yield records
 
-    options = dict(name=table.name, write_disposition="append", primary_key=key_columns(table))
+    # No dlt primary key: records re-sent at the cursor boundary are recognised by their content
+    # (dlt hashes them), the same before and after the declaration exists.
+    options = dict(name=table.name, write_disposition="append")
     if extract.cursor:
 
         cursor = _incremental(table)
