@@ -4,10 +4,11 @@ endpoint), used for failed Dagster runs and failed release audits alike."""
 from __future__ import annotations
 
 import json
-import os
 import urllib.error
 import urllib.request
 from typing import Any
+
+from dataops.core.secrets import read_secret
 
 ALERT_WEBHOOK_ENV = "ALERT_WEBHOOK_URL"
 
@@ -29,5 +30,5 @@ def post_webhook(url: str, payload: dict[str, Any], timeout: float = 10.0) -> st
 
 def post_alert(payload: dict[str, Any]) -> str | None:
     """Post to ALERT_WEBHOOK_URL when it is set; None when no webhook is configured."""
-    url = os.environ.get(ALERT_WEBHOOK_ENV)
+    url = read_secret(ALERT_WEBHOOK_ENV)  # or the file named by ALERT_WEBHOOK_URL_FILE
     return post_webhook(url, payload) if url else None

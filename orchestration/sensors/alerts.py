@@ -2,7 +2,6 @@
 ``ALERT_WEBHOOK_URL`` is set, posted to that webhook as JSON (Slack/Teams-style incoming hooks or
 any HTTP endpoint)."""
 
-import os
 from typing import Any
 
 import duckdb
@@ -10,6 +9,7 @@ from dagster import DefaultSensorStatus, RunFailureSensorContext, run_failure_se
 
 from dataops.core import events
 from dataops.core.alerts import ALERT_WEBHOOK_ENV, post_webhook
+from dataops.core.secrets import read_secret
 from dataops.core.settings import load_settings
 from dataops.core.warehouse import with_warehouse_lock_retry
 from orchestration.sensors.landing import FILES_TAG, SOURCE_TAG
@@ -72,8 +72,9 @@ def record_failure(payload: dict[str, Any], webhook: str | None) -> str:
 )
 def run_failure_alert(context: RunFailureSensorContext) -> None:
     payload = alert_payload(context)
-    url = os.environ.get(ALERT_WEBHOOK_ENV)
+    url = read_secret(ALERT_WEBHOOK_ENV)  # or the file named by ALERT_WEBHOOK_URL_FILE
     webhook = post_webhook(url, payload) if url else None
     if webhook and webhook.startswith("failed"):
-        context.log.warning(f"Alert webhook {ALERT_WEBHOOK_ENV}={url} {webhook}")
+        # The URL is a credential: name the variable, never its value.
+        context.log.warning(f"Alert webhook ${ALERT_WEBHOOK_ENV} {webhook}")
     record_failure(payload, webhook)
