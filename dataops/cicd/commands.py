@@ -60,7 +60,8 @@ def _print_outcome(build: pr.PrBuild) -> None:
     tests = outcome.count("test", "pass") + outcome.count("unit_test", "pass")
     failed = outcome.count("test", "fail", "error") + outcome.count("unit_test", "fail", "error")
     failed += outcome.count("model", "error") + outcome.count("seed", "error")
-    nodes = [uid for uid in build.selected if not uid.startswith("operation.")]  # not the hooks
+    # what was built or tested: not the hooks, nor the exposures dbt lists as no-op
+    nodes = [uid for uid in build.selected if not uid.startswith(("operation.", "exposure."))]
     print(
         f"PR #{build.number}: built {models} models into {build.schema}, {tests} tests passed, "
         f"{failed} failed ({len(nodes)} nodes selected by state:modified+)"

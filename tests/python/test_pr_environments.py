@@ -822,7 +822,11 @@ def test_a_pr_builds_only_its_changes_reads_the_rest_from_prod_and_leaves_no_tra
         "model.dataops.dim_products",
         "model.dataops.fct_daily_revenue",
     }
-    assert all(r["status"] in ("success", "pass") for r in results.values())
+    assert all(
+        r["status"] in ("success", "pass")
+        for uid, r in results.items()
+        if not uid.startswith("exposure.")  # dbt lists the exposures downstream as no-op
+    )
     assert any(uid.startswith("test.") for uid in results)
     # unchanged upstream models and raw data were read from prod
     revenue_sql = results["model.dataops.fct_daily_revenue"]["compiled_code"]
