@@ -53,6 +53,13 @@ def _print_ingestion(summary: IngestionSummary) -> None:
             f"  {source:<12} {files:>4} files loaded {rows:>12,} rows   "
             f"{skipped:>4} already loaded"
         )
+    for outcome in summary.tables.values():
+        for path in outcome.waiting:
+            print(f"  WAITING {path}: still being written (changed in the settle window); next run")
+        for duplicate, original in outcome.duplicates:
+            print(f"  DUPLICATE {duplicate}: same content as {original}, already loaded; skipped")
+    if summary.quarantined:
+        print(f"  {len(summary.quarantined)} file(s) quarantined (the other files were loaded):")
     for error in summary.errors:
         print(f"  ERROR {error}")
 

@@ -1,7 +1,8 @@
 """The load ledger: one row per landed file and its outcome, in the warehouse's platform schema.
 
 ``status`` is ``loaded`` (its rows are in the raw table, written in the same transaction) or
-``quarantined`` (moved to the quarantine folder, ``quarantine_path``; see quarantine.py). A file
+``quarantined`` (moved to the quarantine folder, ``quarantine_path``; see quarantine.py) or
+``duplicate`` (content already loaded from another file, ``duplicate_of``; nothing loaded). A file
 whose name was loaded before with other content is a redelivery: ``previous_file_hash`` names the
 content it follows. Older ledgers (``failed`` rows, no new columns) are upgraded in place.
 """
@@ -32,6 +33,7 @@ create table if not exists {LEDGER_TABLE} (
 );
 alter table {LEDGER_TABLE} add column if not exists previous_file_hash varchar;
 alter table {LEDGER_TABLE} add column if not exists quarantine_path varchar;
+alter table {LEDGER_TABLE} add column if not exists duplicate_of varchar;
 """
 
 
@@ -50,6 +52,18 @@ def loaded_hashes(con: duckdb.DuckDBPyConnection, source_name: str, table_name: 
 
 
 known_hashes = loaded_hashes  # the foundation's name
+
+
+def recorded_duplicates(
+    con: duckdb.DuckDBPyConnection, source_name: str, table_name: str
+) -> set[tuple[str, str]]:
+    """(content hash, landed path) of every duplicate delivery already recorded (once each)."""
+    rows = con.execute(
+        f"select file_hash, file_path from {LEDGER_TABLE} "
+        "where source_name = ? and table_name = ? and status = 'duplicate'",
+        [source_name, table_name],
+    ).fetchall()
+    return {(digest, path) for digest, path in rows}
 
 
 def pending_quarantines(

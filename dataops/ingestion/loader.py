@@ -36,7 +36,7 @@ import duckdb
 
 from dataops.core import events
 from dataops.core.sql import quote_identifier, quote_literal
-from dataops.ingestion import ledger, quarantine, validation
+from dataops.ingestion import landing, ledger, quarantine, validation
 from dataops.ingestion.faults import crash_point
 from dataops.ingestion.validation import INCOMING, FileRejected, Violation
 from dataops.sources.registry import SourceTable
@@ -88,6 +88,8 @@ class TableOutcome:
     rows_loaded: int = 0
     files_skipped: int = 0
     errors: list[str] = field(default_factory=list)
+    duplicates: list[tuple[Path, Path]] = field(default_factory=list)  # (file, loaded earlier)
+    waiting: list[Path] = field(default_factory=list)  # still being written: a later run
     quarantined: list[QuarantinedFile] = field(default_factory=list)
     added_columns: list[str] = field(default_factory=list)
 
@@ -217,10 +219,54 @@ def _raw_columns(con: duckdb.DuckDBPyConnection, table: SourceTable) -> dict[str
     return {name: data_type for name, data_type in rows} if rows else None
 
 
+LINEAGE_DDL = "_file_name varchar, _file_hash varchar, _batch_id varchar, _loaded_at timestamp"
+
+
+def ensure_declared_tables(con: duckdb.DuckDBPyConnection, tables: list[SourceTable]) -> list[str]:
+    """Create each declared raw table that does not exist yet: empty, typed, with lineage.
+
+    So a table declared before its first file is delivered builds (staging reads zero rows) and
+    its freshness says "never delivered" instead of failing on a missing table. CSV and JSON-lines
+    raw columns are text (as loaded); Parquet ones have the declared types. The first file's
+    load replaces such a placeholder (no row, no ledger entry) with its own columns.
+    """
+    created = []
+    for table in tables:
+        if _raw_columns(con, table) is not None:
+            continue
+        columns = ", ".join(
+            f"{quote_identifier(c.name)} "
+            + (c.data_type if table.landing.format == "parquet" else "varchar")
+            for c in validation._declared(table)
+        )
+        con.execute("begin transaction")
+        try:
+            con.execute(f"create schema if not exists {quote_identifier(table.schema)}")
+            con.execute(
+                f"create table if not exists {quote_identifier(table.schema)}."
+                f"{quote_identifier(table.name)} ({columns}, {LINEAGE_DDL})"
+            )
+            con.execute("commit")
+        except BaseException:
+            _rollback(con)
+            raise
+        created.append(table.key)
+    return created
+
+
+def _is_placeholder(con: duckdb.DuckDBPyConnection, table: SourceTable) -> bool:
+    """A raw table created empty by ensure_declared_tables, no file loaded into it yet."""
+    if ledger.loaded_hashes(con, table.source, table.name):
+        return False
+    target = f"{quote_identifier(table.schema)}.{quote_identifier(table.name)}"
+    return con.execute(f"select count(*) = 0 from {target}").fetchone()[0]
+
+
 @dataclass
 class FileResult:
     rows: int = 0
     quarantined: QuarantinedFile | None = None
+    changed: bool = False  # the file changed while it was read: nothing done, next run
     added_columns: list[str] = field(default_factory=list)
 
 
@@ -233,25 +279,36 @@ def load_file(
     landing_root: Path,
     recorded_path: Path | None = None,
     extra_events: list[tuple[str, dict]] | None = None,
+    snapshot: landing.Snapshot | None = None,
 ) -> FileResult:
     """Validate one file and load it with its ledger entry in one transaction, or quarantine it.
 
     ``recorded_path`` is where the file will live once loaded (a replay moves it back to the
     landing folder after the commit); ``extra_events`` are (type, details) written in the same
-    transaction.
+    transaction. ``snapshot``: the file's size and mtime when it was chosen; if it changed since
+    (a writer still writing), nothing is loaded or quarantined (``changed``).
     """
     recorded_path = recorded_path or path
     started_at = _now()
+    placeholder = False
     try:
         staged = validation.stage(con, table, path)
         crash_point("after_stage")
-        violations = validation.validate(con, table, staged, _raw_columns(con, table))
+        raw_columns = _raw_columns(con, table)
+        placeholder = raw_columns is not None and _is_placeholder(con, table)
+        violations = validation.validate(
+            con, table, staged, None if placeholder else raw_columns
+        )
     except FileRejected as rejected:
         violations = rejected.violations
     except duckdb.Error as error:  # a check that could not run on this content
         violations = [validation.explain_read_error(error)]
+    except Exception as error:  # noqa: BLE001 - no content may stop ingestion: quarantine it
+        violations = [unexpected(error)]
     if violations:
         con.execute(f"drop table if exists {INCOMING}")
+        if snapshot is not None and not landing.unchanged(path, snapshot):
+            return FileResult(changed=True)  # a partial file is not bad: it is not done yet
         return FileResult(
             quarantined=quarantine_file(
                 con, table, path, file_hash, batch_id, landing_root, violations
@@ -268,8 +325,8 @@ def load_file(
         crash_point("after_begin")
         con.execute(f"create schema if not exists {quote_identifier(table.schema)}")
         existing = _raw_columns(con, table)
-        if existing is None:
-            con.execute(f"create table {target} as {select} limit 0", params)
+        if existing is None or placeholder:  # the first file decides the raw columns
+            con.execute(f"create or replace table {target} as {select} limit 0", params)
         else:
             known = {name.lower() for name in existing}
             for name, data_type in staged.columns.items():
@@ -327,11 +384,19 @@ def load_file(
         for event_type, event_details in extra_events or []:
             events.record_event(con, event_type, status="success", details=event_details, **common)
         crash_point("before_commit")
+        if snapshot is not None and not landing.unchanged(path, snapshot):
+            _rollback(con)
+            con.execute(f"drop table if exists {INCOMING}")
+            return FileResult(changed=True)
         con.execute("commit")
-    except duckdb.Error as error:  # the file's data did not fit the raw table after all
+    except (duckdb.Error, ValueError, TypeError, OverflowError) as error:
+        # the file's data did not fit the raw table after all
         _rollback(con)
         con.execute(f"drop table if exists {INCOMING}")
-        problem = validation.explain_read_error(error)
+        if isinstance(error, duckdb.Error):
+            problem = validation.explain_read_error(error)
+        else:
+            problem = unexpected(error)
         problem.rule = "load_failed"
         return FileResult(
             quarantined=quarantine_file(
@@ -344,6 +409,15 @@ def load_file(
     crash_point("after_commit")
     con.execute(f"drop table if exists {INCOMING}")
     return FileResult(rows=rows, added_columns=staged.added_columns)
+
+
+def unexpected(error: Exception) -> Violation:
+    """A violation for an error no rule foresaw (named, so the file can be quarantined)."""
+    return Violation(
+        "unreadable",
+        f"the file could not be read or checked ({type(error).__name__}: "
+        f"{str(error)[: validation.MAX_MESSAGE_CHARS]})",
+    )
 
 
 def _rollback(con: duckdb.DuckDBPyConnection) -> None:
@@ -454,14 +528,112 @@ def _finish_quarantine(path: Path, target: Path, file_hash: str) -> QuarantinedF
     )
 
 
+def _ingest_one(
+    con: duckdb.DuckDBPyConnection,
+    table: SourceTable,
+    path: Path,
+    batch_id: str,
+    landing_root: Path,
+    outcome: TableOutcome,
+    loaded: set[str],
+    pending: dict[tuple[str, str], str],
+    duplicates: set[tuple[str, str]],
+    snapshot: landing.Snapshot | None = None,
+) -> None:
+    """Load, skip (recording a duplicate delivery once) or quarantine one landed file."""
+    file_hash = file_sha256(path)
+    crash_point("after_hash")
+    if file_hash in loaded:
+        outcome.files_skipped += 1
+        if (file_hash, str(path)) not in duplicates:
+            original = ledger.loaded_path(con, table.source, table.name, file_hash)
+            if original is not None and original != str(path):
+                record_duplicate(con, table, path, file_hash, batch_id, original)
+                outcome.duplicates.append((path, Path(original)))
+            duplicates.add((file_hash, str(path)))
+        return
+    if (file_hash, str(path)) in pending:
+        done = _finish_quarantine(path, Path(pending[file_hash, str(path)]), file_hash)
+        outcome.quarantined.append(done)
+        outcome.errors.append(done.message)
+        return
+    result = load_file(con, table, path, file_hash, batch_id, landing_root, snapshot=snapshot)
+    if result.changed:
+        outcome.waiting.append(path)
+        return
+    if result.quarantined:
+        outcome.quarantined.append(result.quarantined)
+        outcome.errors.append(result.quarantined.message)
+        return
+    outcome.files_loaded += 1
+    outcome.rows_loaded += result.rows
+    outcome.added_columns.extend(c for c in result.added_columns if c not in outcome.added_columns)
+    loaded.add(file_hash)
+
+
+def record_duplicate(
+    con: duckdb.DuckDBPyConnection,
+    table: SourceTable,
+    path: Path,
+    file_hash: str,
+    batch_id: str,
+    original: str,
+) -> None:
+    """A known content delivered again under another name: ledger row + event, nothing loaded."""
+    now = _now()
+    message = (
+        f"{path.name} has the same content as {Path(original).name}, already loaded; "
+        "skipped (nothing loaded twice)"
+    )
+    con.execute("begin transaction")
+    try:
+        ledger.record(
+            con,
+            file_hash=file_hash,
+            source_name=table.source,
+            table_name=table.name,
+            file_name=path.name,
+            file_path=str(path),
+            file_size=path.stat().st_size,
+            status="duplicate",
+            rows_loaded=0,
+            error=None,
+            batch_id=batch_id,
+            started_at=now,
+            finished_at=now,
+            duplicate_of=original,
+        )
+        events.record_event(
+            con,
+            "file.duplicate",
+            status="warning",
+            source_name=table.source,
+            table_name=table.name,
+            file_name=path.name,
+            file_hash=file_hash,
+            batch_id=batch_id,
+            message=message,
+            details={"path": str(path), "duplicate_of": original},
+        )
+        con.execute("commit")
+    except BaseException:
+        _rollback(con)
+        raise
+
+
 def ingest(
     warehouse_path: Path,
     landing_root: Path,
     tables: list[SourceTable],
     batch_id: str | None = None,
     lock_timeout: float | None = None,
+    settle: float | None = None,
 ) -> IngestionSummary:
-    """Load every new landed file of the given tables; a file whose content is known is skipped."""
+    """Load every new landed file of the given tables; a file whose content is known is skipped.
+
+    Only complete files are read (landing.py: temporary names are ignored, a file must have been
+    still for ``settle`` seconds, default ``DATAOPS_SETTLE_SECONDS``); the others wait.
+    """
     batch_id = batch_id or f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
     summary = IngestionSummary(batch_id=batch_id, tables={})
     con = connect_warehouse(warehouse_path, lock_timeout)
@@ -471,34 +643,29 @@ def ingest(
         crash_point("after_connect")
         ledger.ensure_ledger(con)
         events.ensure_events(con)
+        ensure_declared_tables(con, tables)
         for table in tables:
             outcome = summary.tables.setdefault(table.key, TableOutcome(key=table.key))
             loaded = ledger.loaded_hashes(con, table.source, table.name)
             pending = ledger.pending_quarantines(con, table.source, table.name)
-            for path in table.landed_files(landing_root):
+            duplicates = ledger.recorded_duplicates(con, table.source, table.name)
+            ready, waiting = landing.ready_files(table, landing_root, settle)
+            outcome.waiting.extend(w.path for w in waiting)
+            for path, snapshot in ready:
                 if quarantine.is_quarantined(path, landing_root):
                     continue
-                file_hash = file_sha256(path)
-                crash_point("after_hash")
-                if file_hash in loaded:
-                    outcome.files_skipped += 1
-                    continue
-                if (file_hash, str(path)) in pending:
-                    done = _finish_quarantine(path, Path(pending[file_hash, str(path)]), file_hash)
-                    outcome.quarantined.append(done)
-                    outcome.errors.append(done.message)
-                    continue
-                result = load_file(con, table, path, file_hash, batch_id, landing_root)
-                if result.quarantined:
-                    outcome.quarantined.append(result.quarantined)
-                    outcome.errors.append(result.quarantined.message)
-                    continue
-                outcome.files_loaded += 1
-                outcome.rows_loaded += result.rows
-                outcome.added_columns.extend(
-                    c for c in result.added_columns if c not in outcome.added_columns
-                )
-                loaded.add(file_hash)
+                try:
+                    _ingest_one(
+                        con, table, path, batch_id, landing_root, outcome, loaded, pending,
+                        duplicates, snapshot,
+                    )
+                except (OSError, duckdb.Error) as error:
+                    # the file vanished or could not be opened while we read it: say so, go on
+                    _rollback(con)
+                    outcome.errors.append(
+                        f"{path}: not loaded ({type(error).__name__}: {error}); it stays where "
+                        "it is and the next run tries it again"
+                    )
         crash_point("before_checkpoint")
         con.execute("checkpoint")
     finally:

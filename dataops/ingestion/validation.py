@@ -25,6 +25,8 @@ import csv
 import gzip
 import io
 import re
+import tempfile
+import zlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -70,6 +72,7 @@ class StagedFile:
     rows: int
     added_columns: list[str] = field(default_factory=list)
     nul_checked: bool = False  # the file's bytes were scanned for NUL (see _first_nul)
+    nested: list[Violation] = field(default_factory=list)  # objects/arrays in scalar columns
 
 
 
@@ -103,15 +106,78 @@ EXPLANATION = re.compile(
 )
 
 
+GZIP_MAGIC = b"\x1f\x8b"
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+PARQUET_MAGIC = b"PAR1"
+UTF8_BOM = b"\xef\xbb\xbf"
+HEAD_BYTES = 1 << 16
+
+
+@dataclass(frozen=True)
+class Content:
+    """What a file is, from its bytes (never its name): compression, and for text its start."""
+
+    compression: str  # none | gzip | zstd
+    parquet: bool = False
+    bom: bool = False  # starts with a UTF-8 byte order mark (after decompression)
+    cr_only: bool = False  # lines end with a lone CR (classic Mac), no LF in the first 64 KiB
+
+    @property
+    def needs_normalising(self) -> bool:
+        return self.bom or self.cr_only
+
+
+def sniff(path: Path) -> Content:
+    """Recognise a file by its magic bytes: gzip, zstd and Parquet whatever the file is named."""
+    with path.open("rb") as handle:
+        magic = handle.read(4)
+    if magic.startswith(GZIP_MAGIC):
+        compression = "gzip"
+    elif magic == ZSTD_MAGIC:
+        return Content("zstd")  # no zstd codec in Python's standard library: DuckDB reads it
+    else:
+        compression = "none"
+    if magic == PARQUET_MAGIC:
+        return Content("none", parquet=True)
+    try:
+        with gzip.open(path, "rb") if compression == "gzip" else path.open("rb") as handle:
+            head = handle.read(HEAD_BYTES)
+    except (OSError, EOFError, zlib.error):
+        head = b""  # a corrupt archive: DuckDB's reader names the problem
+    return Content(
+        compression,
+        bom=head.startswith(UTF8_BOM),
+        cr_only=b"\r" in head and b"\n" not in head,
+    )
+
+
 def _compression(table: SourceTable, path: Path) -> str:
+    """The file's compression from its magic bytes (the declared option is only a fallback)."""
+    detected = sniff(path).compression
+    if detected != "none":
+        return detected
     declared = table.landing.options.compression
-    if declared != "auto":
-        return declared
-    if path.name.endswith(".gz"):
-        return "gzip"
-    if path.name.endswith(".zst"):
-        return "zstd"
-    return "none"
+    return "none" if declared in ("auto", "gzip") else declared
+
+
+def normalised_copy(path: Path, content: Content, folder: Path) -> Path:
+    """An uncompressed copy without the BOM and with LF line ends, for readers that need them.
+
+    DuckDB's JSON reader refuses a byte order mark and lines ended by a lone CR; the copy keeps
+    every line (one CR becomes one LF), so line numbers in errors still match the delivered file.
+    """
+    target = folder / f"{path.name}.normalised"
+    opener = gzip.open if content.compression == "gzip" else open
+    first = True
+    with opener(path, "rb") as source, target.open("wb") as out:
+        while chunk := source.read(1 << 20):
+            if first and chunk.startswith(UTF8_BOM):
+                chunk = chunk[len(UTF8_BOM) :]
+            first = False
+            if content.cr_only:
+                chunk = chunk.replace(b"\r", b"\n")
+            out.write(chunk)
+    return target
 
 
 def explain_read_error(error: Exception) -> Violation:
@@ -137,11 +203,11 @@ def explain_read_error(error: Exception) -> Violation:
     return Violation(rule=rule, message=message, line=line)
 
 
-def _csv_header(table: SourceTable, path: Path) -> list[str]:
+def _csv_header(table: SourceTable, path: Path, compression: str | None = None) -> list[str]:
     """The header record, parsed with the declared dialect and encoding (a BOM is dropped)."""
     options = table.landing.options
     encoding = {"utf-8": "utf-8-sig"}.get(options.encoding, options.encoding)
-    compression = _compression(table, path)
+    compression = compression or _compression(table, path)
     try:
         if compression not in ("gzip", "none"):
             return []  # zstd: DuckDB reads the header (see stage)
@@ -149,7 +215,9 @@ def _csv_header(table: SourceTable, path: Path) -> list[str]:
             if options.encoding == "utf-16":  # two-byte newlines: let the codec split lines
                 first_line = io.TextIOWrapper(raw, encoding=encoding, newline="").readline()
             else:  # decode the first line only, so a bad byte further down gets its own line
-                first_line = raw.readline(1 << 20).decode(encoding)
+                head = raw.read(1 << 20)
+                # the first line ends at LF, CRLF or a lone CR (classic Mac line ends)
+                first_line = re.split(rb"\r\n|\n|\r", head, maxsplit=1)[0].decode(encoding)
         record = next(
             csv.reader([first_line], delimiter=options.delimiter, quotechar=options.quote), []
         )
@@ -157,7 +225,7 @@ def _csv_header(table: SourceTable, path: Path) -> list[str]:
         raise FileRejected(
             [Violation("encoding", f"header is not {options.encoding}: {error}", line=1)]
         ) from None
-    except (OSError, EOFError, csv.Error) as error:
+    except (OSError, EOFError, zlib.error, csv.Error) as error:
         rule = "compression" if compression != "none" else "unreadable"
         raise FileRejected([Violation(rule, f"cannot read the header: {error}", line=1)]) from None
     return record
@@ -202,19 +270,22 @@ def _first_nul(path: Path) -> int | None:
     return None
 
 
-def _nul_violation(table: SourceTable, path: Path, offset: int) -> Violation:
+def _nul_violation(
+    table: SourceTable, path: Path, offset: int, cr_only: bool = False
+) -> Violation:
     """Where a NUL byte sits: line, row and (CSV) column, read from the bytes before it."""
+    newline = b"\r" if cr_only else b"\n"
     newlines, line_start, position = 0, 0, 0
     with path.open("rb") as handle:  # count lines in chunks: the NUL may be gigabytes in
         while position < offset:
             chunk = handle.read(min(1 << 20, offset - position))
-            newlines += chunk.count(b"\n")
-            if (last := chunk.rfind(b"\n")) >= 0:
+            newlines += chunk.count(newline)
+            if (last := chunk.rfind(newline)) >= 0:
                 line_start = position + last + 1
             position += len(chunk)
         handle.seek(line_start)
         before = handle.read(offset - line_start)
-        rest = handle.readline()
+        rest = handle.read(1 << 16).split(newline, 1)[0]
     line = newlines + 1
     header = table.landing.format == "csv" and table.landing.options.header
     row = line - 1 if header else line
@@ -222,12 +293,17 @@ def _nul_violation(table: SourceTable, path: Path, offset: int) -> Violation:
     column = None
     if table.landing.format == "csv":
         options = table.landing.options
-        cells = next(csv.reader([text], delimiter=options.delimiter, quotechar=options.quote), [])
-        index = next((i for i, cell in enumerate(cells) if "\x00" in cell), None)
-        if index is not None:
-            names = _csv_header(table, path) if header else [c.name for c in _declared(table)]
-            column = names[index] if index < len(names) else None
-            text = cells[index]
+        try:  # the line may itself be unparseable (a lone CR, random bytes): then no column
+            cells = next(
+                csv.reader([text], delimiter=options.delimiter, quotechar=options.quote), []
+            )
+            index = next((i for i, cell in enumerate(cells) if "\x00" in cell), None)
+            if index is not None:
+                names = _csv_header(table, path) if header else [c.name for c in _declared(table)]
+                column = names[index] if index < len(names) else None
+                text = cells[index]
+        except (csv.Error, FileRejected):
+            column = None
     return Violation(
         "nul_byte",
         f"value contains a NUL byte: line {line}" + (f", column {column!r}" if column else ""),
@@ -239,7 +315,11 @@ def _nul_violation(table: SourceTable, path: Path, offset: int) -> Violation:
 
 
 def stage(con: duckdb.DuckDBPyConnection, table: SourceTable, path: Path) -> StagedFile:
-    """Read the whole file into the temporary table INCOMING; raise FileRejected if unreadable."""
+    """Read the whole file into the temporary table INCOMING; raise FileRejected if unreadable.
+
+    The file is recognised by its bytes: gzip/zstd whatever its name, Parquet by its magic; a
+    JSON-lines file with a BOM or lone-CR line ends is read from a normalised copy.
+    """
     if path.stat().st_size == 0:
         raise FileRejected(
             [
@@ -250,8 +330,58 @@ def stage(con: duckdb.DuckDBPyConnection, table: SourceTable, path: Path) -> Sta
                 )
             ]
         )
+    content = sniff(path)
+    expected = table.landing.format
+    if expected == "parquet" and not content.parquet:
+        what = (
+            f"a {content.compression}-compressed file"
+            if content.compression != "none"
+            else "not a Parquet file (it does not start with the magic bytes PAR1)"
+        )
+        raise FileRejected(
+            [
+                Violation(
+                    "not_parquet",
+                    f"{what}; {table.key} expects Parquet files (Parquet compresses inside "
+                    "the file: deliver the .parquet file itself)",
+                )
+            ]
+        )
+    if expected != "parquet" and content.parquet:
+        raise FileRejected(
+            [
+                Violation(
+                    "wrong_format",
+                    f"this is a Parquet file (magic bytes PAR1) but {table.key} expects "
+                    f"{expected} files",
+                )
+            ]
+        )
+    if expected == "jsonl" and content.needs_normalising:
+        with tempfile.TemporaryDirectory(prefix="dataops-normalise-") as folder:
+            copy = normalised_copy(path, content, Path(folder))
+            plain = Content("none")
+            try:
+                staged = _stage(con, table, copy, plain)
+            except FileRejected as rejected:
+                for violation in rejected.violations:
+                    violation.message = violation.message.replace(str(copy), str(path))
+                raise
+            staged.path = path
+            return staged
+    return _stage(con, table, path, content)
+
+
+def _stage(
+    con: duckdb.DuckDBPyConnection, table: SourceTable, path: Path, content: Content
+) -> StagedFile:
     landing = table.landing
-    compression = _compression(table, path)
+    declared_compression = landing.options.compression
+    compression = (
+        content.compression
+        if content.compression != "none" or declared_compression in ("auto", "gzip")
+        else declared_compression
+    )
     # NUL bytes in a plain UTF-8/latin-1 text file are found on the bytes (cheaper than a SQL
     # check per text column); compressed and UTF-16 files are checked in SQL by validate().
     nul_checked = (
@@ -260,11 +390,11 @@ def stage(con: duckdb.DuckDBPyConnection, table: SourceTable, path: Path) -> Sta
         and landing.options.encoding != "utf-16"
     )
     if nul_checked and (offset := _first_nul(path)) is not None:
-        raise FileRejected([_nul_violation(table, path, offset)])
+        raise FileRejected([_nul_violation(table, path, offset, content.cr_only)])
     if landing.format == "csv":
         options = landing.options
         if options.header:
-            names = _csv_header(table, path)
+            names = _csv_header(table, path, compression)
             if not names and compression == "zstd":
                 described = con.execute(
                     "describe select * from read_csv(?, header = true, all_varchar = true, "
@@ -321,14 +451,75 @@ def stage(con: duckdb.DuckDBPyConnection, table: SourceTable, path: Path) -> Sta
         raise FileRejected([explain_read_error(error)]) from None
     described = con.execute(f"describe {INCOMING}").fetchall()
     file_columns = {row[0]: row[1] for row in described}
+    nested: list[Violation] = []
     if landing.format == "jsonl":
         for name in missing:
             file_columns.pop(name, None)
+        present_declared = [n for n in declared if n in file_columns]
+        nested = _nested_values(con, path, compression, present_declared)
     rows = con.execute(f"select count(*) from {INCOMING}").fetchone()[0]
-    return StagedFile(path=path, columns=file_columns, rows=rows, nul_checked=nul_checked)
+    return StagedFile(
+        path=path, columns=file_columns, rows=rows, nul_checked=nul_checked, nested=nested
+    )
+
+
+def _nested_values(
+    con: duckdb.DuckDBPyConnection, path: Path, compression: str, names: list[str]
+) -> list[Violation]:
+    """An object or array where a declared (scalar) column is expected: a cast failure.
+
+    Read as text, a nested value becomes its JSON text, like a string that happens to start with
+    '{' or '['; only when such text is found is the file read again to tell the two apart.
+    """
+    if not names:
+        return []
+    candidates = con.execute(
+        "select "
+        + ", ".join(
+            f"count_if(left({quote_identifier(n)}, 1) in ('{{', '['))" for n in names
+        )
+        + f" from {INCOMING}"
+    ).fetchone()
+    violations = []
+    for name, candidate in zip(names, candidates, strict=True):
+        if not candidate:
+            continue
+        key = quote_literal(name)
+        count, value = con.execute(
+            f"select count(*), cast(any_value(json -> {key}) as varchar) "
+            f"from read_ndjson_objects(?, compression = {quote_literal(compression)}) "
+            f"where json_type(json -> {key}) in ('OBJECT', 'ARRAY')",
+            [str(path)],
+        ).fetchone()
+        if not count:
+            continue
+        row_id = con.execute(
+            f"select min(rowid) from {INCOMING} where {quote_identifier(name)} = ?", [value]
+        ).fetchone()[0]
+        line = None if row_id is None else int(row_id) + 1
+        violations.append(
+            Violation(
+                "nested_value",
+                f"an object or array where a scalar is declared: column {name!r}"
+                + (f", line {line}" if line else "")
+                + f", value {_short(value)!r}"
+                + (f" and {count - 1} more row(s)" if count > 1 else ""),
+                column=name,
+                row=line,
+                line=line,
+                value=_short(value),
+                count=int(count),
+            )
+        )
+    return violations
 
 
 # --- Checking ------------------------------------------------------------------------------
+def _is_nested_type(data_type: str) -> bool:
+    upper = data_type.upper().strip()
+    return upper.endswith("]") or upper.startswith(("STRUCT", "MAP", "UNION", "JSON"))
+
+
 def _normalise_type(data_type: str) -> str:
     return re.sub(r"\s+", "", data_type.lower()).replace("int64", "bigint")
 
@@ -351,6 +542,56 @@ def _staged_text(column: Column, raw: str) -> tuple[str, bool]:
         )
         expression = f"case {expression} {branches} else {expression} end"
     return expression, True
+
+
+INTEGER_TYPES = frozenset(
+    {
+        "tinyint", "smallint", "integer", "int", "bigint", "hugeint", "utinyint", "usmallint",
+        "uinteger", "ubigint", "uhugeint", "int1", "int2", "int4", "int8", "long", "short",
+        "signed",
+    }
+)  # fmt: skip
+FLOAT_TYPES = frozenset({"double", "float", "real", "float4", "float8"})
+# A time followed by an offset or zone name (same pattern as macros/staging/staging_cast.sql).
+OFFSET_PATTERN = (
+    "(?i)[0-9]:[0-9]{2}(:[0-9]{2}([.][0-9]*)?)? *(z|[+-][0-9]{2}(:?[0-9]{2})?|utc|gmt|"
+    "[a-z]+/[a-z_/+-]+) *$"
+)
+INTEGER_PATTERN = " *[+-]?[0-9]+([.]0*)? *"
+
+
+def strict_cast(expression: str, data_type: str) -> str:
+    """DuckDB SQL casting a value without changing its meaning; null when it does not convert.
+
+    Mirrors ``duckdb__staging_cast`` (macros/staging/staging_cast.sql) with ``safe``: a fractional
+    value is not an integer, decimals beyond the scale are not rounded, a finite value that
+    overflows a float is a failure, a timestamp with an offset or zone is converted to UTC.
+    """
+    kind = data_type.lower().replace(" ", "")
+    text = f"cast({expression} as varchar)"
+    decimal = re.match(r"^(decimal|numeric)(\((\d+),(\d+)\))?$", kind)
+    if kind in INTEGER_TYPES:
+        condition = f"regexp_full_match({text}, '{INTEGER_PATTERN}')"
+    elif decimal:
+        scale = int(decimal.group(4) or 3)
+        pattern = (
+            INTEGER_PATTERN
+            if scale == 0
+            else f" *[+-]?([0-9]+([.][0-9]{{0,{scale}}}0*)?|[.][0-9]{{1,{scale}}}0*) *"
+        )
+        condition = f"regexp_full_match({text}, '{pattern}')"
+    elif kind in FLOAT_TYPES:
+        condition = (
+            f"(not isinf(try_cast({text} as {data_type})) or regexp_matches(lower({text}), 'inf'))"
+        )
+    elif kind in ("timestamp", "datetime"):
+        return (
+            f"case when regexp_matches({text}, '{OFFSET_PATTERN}') then timezone('UTC', "
+            f"try_cast({text} as timestamptz)) else try_cast({expression} as {data_type}) end"
+        )
+    else:
+        return f"try_cast({expression} as {data_type})"
+    return f"case when {condition} then try_cast({expression} as {data_type}) end"
 
 
 def _position(
@@ -418,6 +659,19 @@ def validate(
                     column=name,
                 )
             )
+    violations.extend(staged.nested)
+    for column in declared:
+        file_type = staged.columns.get(by_lower.get(column.name.lower(), ""), "")
+        if _is_nested_type(file_type) and not _is_nested_type(column.data_type):
+            violations.append(
+                Violation(
+                    "nested_value",
+                    f"column {column.name!r} is {file_type} in the file, a nested type where "
+                    f"{column.data_type} is declared",
+                    column=column.name,
+                    value=file_type,
+                )
+            )
     raw_lower = {k.lower(): v for k, v in (raw_columns or {}).items()}
     for name, data_type in staged.columns.items():
         known = raw_lower.get(name.lower())
@@ -453,8 +707,9 @@ def validate(
                 (
                     "type_cast",
                     column.name,
-                    f"{text} is not null and try_cast({text} as {column.data_type}) is null",
-                    f"value does not convert to {column.data_type}",
+                    f"{text} is not null and {strict_cast(text, column.data_type)} is null",
+                    f"value does not convert to {column.data_type} without changing its "
+                    "meaning (no rounding, offsets converted to UTC, within range)",
                 )
             )
         if column.staged_name == table.primary_key:

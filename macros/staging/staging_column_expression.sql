@@ -4,7 +4,8 @@
       2. as text: trim, an empty string becomes null (strings by default, or `trim: true`),
          lower/upper (`case`), coded values mapped (`values_map`; unmapped values pass unchanged);
       3. cast to `data_type`, or try-cast (`safe_cast`; failures are counted by
-         staging_cast_failure);
+         staging_cast_failure), never changing a value's meaning (staging_cast: no rounding, offsets
+         converted to UTC, out-of-range values fail);
       4. a timestamp delivered in another zone (`timezone`) is converted to UTC;
       5. a PII column is hashed (dbt's cross-database hash).
 -#}
@@ -12,13 +13,9 @@
     {%- set text = staging_column_text(column) -%}
     {%- if column.is_string -%}
         {%- set expression = text -%}
-    {%- elif column.safe_cast -%}
-        {%- set expression = staging_safe_cast(text, column.data_type) -%}
     {%- else -%}
-        {%- set expression = 'cast(' ~ text ~ ' as ' ~ column.data_type ~ ')' -%}
-    {%- endif -%}
-    {%- if column.timezone -%}
-        {%- set expression = staging_to_utc(expression, column.timezone) -%}
+        {%- set expression = staging_cast(text, column.data_type, column.safe_cast,
+            column.timezone) -%}
     {%- endif -%}
     {%- if column.is_pii -%}
         {%- set expression = dbt.hash(expression) | trim -%}
@@ -55,5 +52,5 @@
 {% macro staging_cast_failure(column) -%}
     {%- set text = staging_column_text(column) -%}
     {{- return('case when ' ~ text ~ ' is not null and '
-        ~ staging_safe_cast(text, column.data_type) ~ ' is null then 1 else 0 end') -}}
+        ~ staging_cast(text, column.data_type, true) ~ ' is null then 1 else 0 end') -}}
 {%- endmacro %}

@@ -4,10 +4,11 @@ rebuilds only what is downstream of its raw table.
 Which folders to watch comes from the source registry (each table's ``meta.landing``). Files are
 recognised by content hash: the cursor keeps the hash of every file currently in the landing
 folders, so a file gives exactly one run, also after a daemon restart (the cursor is stored in the
-Dagster instance), and a copy of a known file under another name gives none. New files found in
-one tick are grouped by source: one run per source ingests them all (a burst of files does not
-queue a run per file; every file still belongs to exactly one run). The ingestion ledger loads each
-content once whatever happens, so the cursor is an optimisation, not the safety net.
+Dagster instance), and a copy of a known file under another name gives none. A file still being
+written (the landing protocol, dataops/ingestion/landing.py) waits for a later tick. New files
+found in one tick are grouped by source: one run per source ingests them all (a burst of files
+does not queue a run per file; every file still belongs to exactly one run). The ingestion ledger
+loads each content once whatever happens, so the cursor is an optimisation, not the safety net.
 """
 
 import hashlib
@@ -30,6 +31,7 @@ from dagster import (
 )
 
 from dataops.core.settings import load_settings
+from dataops.ingestion.landing import ready_files
 from dataops.ingestion.loader import file_sha256
 from dataops.sources.registry import SourceTable
 from orchestration.assets.ingestion import landing_asset_key
@@ -74,20 +76,30 @@ def write_cursor(files: Iterable[LandedFile]) -> str:
 
 
 def scan(
-    tables: Sequence[SourceTable], landing_root: Path, seen: dict[str, list]
+    tables: Sequence[SourceTable],
+    landing_root: Path,
+    seen: dict[str, list],
+    settle: float | None = None,
 ) -> list[LandedFile]:
-    """Every file in the declared landing folders; hashes are reused while size+mtime match."""
+    """Every complete file in the declared landing folders (the landing protocol: temporary
+    names and files changed within the settle window are left for a later tick, and stay out of
+    the cursor); hashes are reused while size+mtime match."""
     found = []
     for table in tables:
-        for path in table.landed_files(landing_root):
-            stat = path.stat()
+        ready, _ = ready_files(table, landing_root, settle)
+        for path, snapshot in ready:
             relative = path.relative_to(landing_root).as_posix()
             previous = seen.get(relative)
-            if previous and previous[0] == stat.st_size and previous[1] == stat.st_mtime_ns:
+            if previous and previous[0] == snapshot.size and previous[1] == snapshot.mtime_ns:
                 digest = previous[2]
             else:
-                digest = file_sha256(path)
-            found.append(LandedFile(table, path, relative, stat.st_size, stat.st_mtime_ns, digest))
+                try:
+                    digest = file_sha256(path)
+                except OSError:  # renamed or removed since it was listed
+                    continue
+            found.append(
+                LandedFile(table, path, relative, snapshot.size, snapshot.mtime_ns, digest)
+            )
     return found
 
 

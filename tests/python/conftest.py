@@ -31,6 +31,10 @@ from dataops.core.settings import REPO_ROOT, Settings, load_settings
 from dataops.dbt.runner import QUIET_ENV
 
 SMALL = {"order_items": 3_000, "days": 7}
+# Tests write a file and ingest it at once: no settle window (dataops/ingestion/landing.py) unless
+# a test asks for one (the slow-writer tests do).
+NO_SETTLE = {"DATAOPS_SETTLE_SECONDS": "0"}
+os.environ.update(NO_SETTLE)
 # Fixtures that need the full build; a test using one of them (even indirectly) is slow.
 BUILD_FIXTURES = {"built_platform", "platform_copy", "dagster_platform"}
 
@@ -48,6 +52,7 @@ def platform_env(home: Path, target: str = "dev") -> dict[str, str]:
             "DBT_TARGET_PATH": str(home / "target"),
             "DBT_LOG_PATH": str(home / "logs"),
             "DBT_PROFILES_DIR": str(REPO_ROOT / "profiles"),
+            **NO_SETTLE,
         }
     )
     return env

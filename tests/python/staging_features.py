@@ -181,6 +181,19 @@ RAW_ROWS = [
     ],
     # account 3: empty strings become null; no failure is counted for a missing value
     ["3", "", "A", "", None, None, None, "2024-02-01 00:00:00", "2024-02-01 00:00:00"],
+    # account 4: no silent change of meaning: a fraction is not an integer, decimals beyond the
+    # scale are not rounded (both counted); an offset is honoured (not read as Berlin time)
+    [
+        "4",
+        "dan@example.com",
+        "A",
+        "nl",
+        "1,234",
+        "1.5",
+        "N",
+        "2024-07-01T12:00:00+05:00",
+        "2024-02-01T00:00:00Z",
+    ],
 ]
 
 

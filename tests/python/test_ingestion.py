@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import gzip
 import json
 import shutil
 import subprocess
@@ -88,11 +89,27 @@ def test_loading_the_same_files_again_adds_nothing(landing: Path, tmp_path: Path
     original = orders.landed_files(landing)[0]
     shutil.copy(original, original.with_name("orders_copy_of_day_one.csv"))
     third = ingest(warehouse, landing, [orders])
-    assert third.files_loaded == 0
+    fourth = ingest(warehouse, landing, [orders])
+    assert third.files_loaded == fourth.files_loaded == 0
+    copy = original.with_name("orders_copy_of_day_one.csv")
+    assert third.tables["shop.orders"].duplicates == [(copy, original)]
+    assert fourth.tables["shop.orders"].duplicates == []  # traced once, not at every run
     with duckdb.connect(str(warehouse)) as con:
-        ledger_rows = con.execute("select count(*) from platform.load_ledger").fetchone()[0]
+        statuses = dict(
+            con.execute("select status, count(*) from platform.load_ledger group by 1").fetchall()
+        )
+        duplicate = con.execute(
+            "select file_name, duplicate_of from platform.load_ledger where status = 'duplicate'"
+        ).fetchall()
+        events = con.execute(
+            "select file_name, details from platform.events where event_type = 'file.duplicate'"
+        ).fetchall()
         raw_rows = con.execute("select count(*) from raw_shop.orders").fetchone()[0]
-    assert ledger_rows == first.files_loaded
+    assert statuses == {"loaded": first.files_loaded, "duplicate": 1}
+    assert duplicate == [(copy.name, str(original))]
+    assert [(name, json.loads(details)["duplicate_of"]) for name, details in events] == [
+        (copy.name, str(original))
+    ]
     assert raw_rows == first.tables["shop.orders"].rows_loaded
 
 
@@ -320,3 +337,85 @@ def test_a_loader_that_cannot_get_the_lock_fails_clearly_and_loads_nothing(
         assert con.execute("select count(*) from platform.load_ledger").fetchone()[0] == len(
             orders.landed_files(landing)
         )
+
+
+def test_no_file_stops_ingestion_the_cli_names_what_was_quarantined(
+    sample_landing: Path, tmp_path: Path
+):
+    """Random bytes (NUL + lone CR) and gzip under a .json name no longer crash `dataops ingest`."""
+    home = tmp_path / "home"
+    shutil.copytree(sample_landing, home / "landing")
+    orders = next(t for t in REGISTRY if t.key == "shop.orders")
+    payments = next(t for t in REGISTRY if t.key == "payments.payments")
+    poison = orders.landing_dir(home / "landing") / "orders_0000-poison.csv"
+    poison.write_bytes(b"order_id\r\x00" + bytes(range(256)) * 8)
+    packed = payments.landing_dir(home / "landing") / "payments_9999-packed.json"
+    first = payments.landed_files(home / "landing")[0]
+    records = [json.loads(line) for line in first.read_text("utf-8").splitlines()]
+    for record in records:
+        record["payment_id"] += 9_000_000  # a new delivery, gzip-compressed under a .json name
+    packed.write_bytes(gzip.compress("".join(json.dumps(r) + "\n" for r in records).encode()))
+
+    result = dataops(home, "ingest", check=False)
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    assert "1 file(s) quarantined" in result.stdout
+    assert f"{poison}: quarantined [nul_byte]" in result.stdout
+    assert (home / "landing" / "_quarantine" / "shop" / "orders" / poison.name).exists()
+    with duckdb.connect(str(home / "warehouse_dev.duckdb"), read_only=True) as con:
+        statuses = dict(
+            con.execute(
+                "select file_name, status from platform.load_ledger "
+                "where file_name in (?, ?)",
+                [poison.name, packed.name],
+            ).fetchall()
+        )
+        sources = {
+            row[0]
+            for row in con.execute(
+                "select distinct source_name from platform.load_ledger where status = 'loaded'"
+            ).fetchall()
+        }
+    assert statuses == {poison.name: "quarantined", packed.name: "loaded"}
+    assert sources == {t.source for t in REGISTRY}
+    again = dataops(home, "ingest", check=False)
+    assert again.returncode == 0, again.stdout
+
+
+def test_a_declared_table_exists_empty_and_typed_before_its_first_file(
+    sample_landing: Path, tmp_path: Path
+):
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    warehouse = tmp_path / "warehouse.duckdb"
+    summary = ingest(warehouse, landing, REGISTRY)  # nothing landed yet
+    assert summary.files_loaded == 0 and summary.errors == []
+    sessions = next(t for t in REGISTRY if t.key == "web.sessions")
+    with duckdb.connect(str(warehouse)) as con:
+        for table in REGISTRY:
+            assert con.execute(f"select count(*) from {table.schema}.{table.name}").fetchone() == (
+                0,
+            )
+        types = dict(con.execute("describe raw_web.sessions").fetchall()[i][:2] for i in range(4))
+    declared = {c.name: c.data_type.upper() for c in sessions.columns}
+    assert {name: declared[name] for name in types} == types  # Parquet: the declared types
+    # the first file decides the raw columns (its own Parquet types), without a retype error
+    shutil.copytree(sessions.landing_dir(sample_landing), sessions.landing_dir(landing))
+    loaded = ingest(warehouse, landing, [sessions])
+    assert loaded.errors == [] and loaded.files_loaded == len(sessions.landed_files(landing))
+
+
+@pytest.mark.slow
+def test_a_table_declared_before_its_first_file_builds_green(sample_landing: Path, tmp_path: Path):
+    home = tmp_path / "home"
+    shutil.copytree(sample_landing, home / "landing")
+    refunds = next(t for t in REGISTRY if t.key == "payments.refunds")
+    shutil.rmtree(refunds.landing_dir(home / "landing"))
+
+    result = dataops(home, "run", check=False)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    with duckdb.connect(str(home / "warehouse_dev.duckdb"), read_only=True) as con:
+        assert con.execute("select count(*) from raw_payments.refunds").fetchone() == (0,)
+        assert con.execute("select count(*) from staging.stg_payments__refunds").fetchone() == (0,)

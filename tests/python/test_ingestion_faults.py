@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import json
+import random
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -208,6 +209,90 @@ def truncated_parquet(folder: Path, template: Path) -> Path:
     return _write(folder, "sessions_2099-01-01.parquet", data[: len(data) // 2])
 
 
+def random_bytes_nul_cr(folder: Path, template: Path) -> Path:
+    """Random bytes with a NUL and a lone CR: once crashed the NUL reporter (csv.Error)."""
+    noise = random.Random(18).randbytes(4096)
+    return _write(folder, "orders_2099-01-01.csv", b"order_id,x\r\x00" + noise)
+
+
+def random_bytes_json(folder: Path, template: Path) -> Path:
+    noise = random.Random(19).randbytes(4096)
+    return _write(folder, "payments_2099-01-01.json", b"{\"a\r\x00" + noise)
+
+
+def gzip_named_csv(folder: Path, template: Path) -> Path:
+    return _write(folder, "orders_2099-01-01.csv", gzip.compress(_bumped(template)))
+
+
+def gzip_named_json(folder: Path, template: Path) -> Path:
+    return _write(folder, "payments_2099-01-01.json", gzip.compress(_bumped_json(template)))
+
+
+def json_with_bom(folder: Path, template: Path) -> Path:
+    return _write(folder, "payments_2099-01-01.json", b"\xef\xbb\xbf" + _bumped_json(template))
+
+
+def gzip_json_with_bom(folder: Path, template: Path) -> Path:
+    data = gzip.compress(b"\xef\xbb\xbf" + _bumped_json(template))
+    return _write(folder, "payments_2099-01-01.json.gz", data)
+
+
+def csv_cr_only(folder: Path, template: Path) -> Path:
+    return _write(folder, "orders_2099-01-01.csv", _bumped(template).replace(b"\n", b"\r"))
+
+
+def json_cr_only(folder: Path, template: Path) -> Path:
+    return _write(folder, "payments_2099-01-01.json", _bumped_json(template).replace(b"\n", b"\r"))
+
+
+def gzip_named_parquet(folder: Path, template: Path) -> Path:
+    return _write(folder, "sessions_2099-01-01.parquet", gzip.compress(template.read_bytes()))
+
+
+def _json_edit(folder: Path, template: Path, index: int, **changes: object) -> Path:
+    records = [json.loads(line) for line in _bumped_json(template).decode().splitlines()]
+    records[index].update(changes)
+    return _write(
+        folder, "payments_2099-01-01.json", "".join(json.dumps(r) + "\n" for r in records)
+    )
+
+
+def json_fraction_in_integer(folder: Path, template: Path) -> Path:
+    return _json_edit(folder, template, 2, amount=1.5)
+
+
+def json_integer_out_of_range(folder: Path, template: Path) -> Path:
+    return _json_edit(folder, template, 1, amount=2**70)
+
+
+def json_nested_in_varchar(folder: Path, template: Path) -> Path:
+    return _json_edit(folder, template, 3, payment_method={"type": "card"})
+
+
+def json_string_that_looks_nested(folder: Path, template: Path) -> Path:
+    return _json_edit(folder, template, 3, payment_method='{"type": "card"}')
+
+
+def json_timestamp_with_offset(folder: Path, template: Path) -> Path:
+    return _json_edit(folder, template, 0, created_at="2025-02-03T10:00:00+02:00")
+
+
+def csv_too_many_decimals(folder: Path, template: Path) -> Path:
+    lines = _lines(template)
+    lines[2] = _csv_cell(lines[2], 4, "12.345")
+    return _write(folder, "order_items_2099-01-01.csv", "".join(lines))
+
+
+def parquet_fraction_in_integer(folder: Path, template: Path) -> Path:
+    select = "* replace (cast(page_views as double) + 0.5 as page_views)"
+    return _parquet(folder, template, "sessions_2099-01-01.parquet", select)
+
+
+def parquet_nested_in_varchar(folder: Path, template: Path) -> Path:
+    select = "* replace ({'name': device} as device)"
+    return _parquet(folder, template, "sessions_2099-01-01.parquet", select)
+
+
 def strict_extra_column(folder: Path, template: Path) -> Path:
     return extra_column(folder, template)
 
@@ -220,6 +305,14 @@ def _bumped(template: Path) -> bytes:
         for cells in (line.split(",") for line in lines[1:])
     ]
     return ("\n".join(rows) + "\n").encode()
+
+
+def _bumped_json(template: Path) -> bytes:
+    """The template's JSON lines with keys shifted out of the sample's range (a new, valid file)."""
+    records = [json.loads(line) for line in _lines(template)]
+    for record in records:
+        record["payment_id"] += 1_000_000
+    return ("\n".join(json.dumps(r) for r in records) + "\n").encode()
 
 
 @dataclass(frozen=True)
@@ -284,16 +377,55 @@ CASES = [
     Case("a Parquet file that is not Parquet", "web.sessions", not_parquet, "quarantined",
          ("not_parquet",)),
     Case("truncated Parquet", "web.sessions", truncated_parquet, "quarantined", ("not_parquet",)),
+    Case("random bytes with a NUL and a lone CR", "shop.orders", random_bytes_nul_cr,
+         "quarantined", ("nul_byte",), "NUL byte", where={"line": 1}),
+    Case("random bytes as JSON lines", "payments.payments", random_bytes_json, "quarantined",
+         ("nul_byte",), "NUL byte"),
+    Case("gzip file named .csv", "shop.orders", gzip_named_csv, "loaded"),
+    Case("gzip file named .json", "payments.payments", gzip_named_json, "loaded"),
+    Case("JSON lines with a byte order mark", "payments.payments", json_with_bom, "loaded"),
+    Case("gzip JSON lines with a byte order mark", "payments.payments", gzip_json_with_bom,
+         "loaded"),
+    Case("CSV with CR-only line ends", "shop.orders", csv_cr_only, "loaded"),
+    Case("JSON lines with CR-only line ends", "payments.payments", json_cr_only, "loaded"),
+    Case("gzip-compressed Parquet", "web.sessions", gzip_named_parquet, "quarantined",
+         ("not_parquet",), "gzip-compressed"),
+    Case("fraction in an integer column (JSON)", "payments.payments", json_fraction_in_integer,
+         "quarantined", ("type_cast",), "without changing its meaning",
+         where={"line": 3, "column": "amount", "value": "1.5"}),
+    Case("integer out of range (JSON)", "payments.payments", json_integer_out_of_range,
+         "quarantined", ("type_cast",), str(2**70), where={"line": 2, "column": "amount"}),
+    Case("object in a varchar column (JSON)", "payments.payments", json_nested_in_varchar,
+         "quarantined", ("nested_value",), "object or array",
+         where={"line": 4, "column": "payment_method"}),
+    Case("string that looks like an object (JSON)", "payments.payments",
+         json_string_that_looks_nested, "loaded"),
+    Case("timestamp with an offset (JSON)", "payments.payments", json_timestamp_with_offset,
+         "loaded"),
+    Case("more decimals than the scale (CSV)", "shop.order_items", csv_too_many_decimals,
+         "quarantined", ("type_cast",), "'12.345'",
+         where={"line": 3, "column": "unit_price"}),
+    Case("fraction in an integer column (Parquet)", "web.sessions", parquet_fraction_in_integer,
+         "quarantined", ("type_cast", "column_retyped")),
+    Case("struct in a varchar column (Parquet)", "web.sessions", parquet_nested_in_varchar,
+         "quarantined", ("nested_value",), "nested type"),
 ]  # fmt: skip
 
 
 # --- Checking what the warehouse holds ---------------------------------------------------------
 def _reader(path: Path) -> str:
     """An independent reader (DuckDB's own detection) to count a good file's rows and keys."""
+    packed = path.read_bytes()[:2] == b"\x1f\x8b"
+    compression = "gzip" if packed else "none"
     if ".csv" in path.suffixes:
-        return f"read_csv('{path}', all_varchar = true)"
-    if path.suffix == ".json":
-        return f"read_json('{path}', format = 'newline_delimited')"
+        return f"read_csv('{path}', all_varchar = true, compression = '{compression}')"
+    if ".json" in path.suffixes:
+        text = gzip.decompress(path.read_bytes()) if packed else path.read_bytes()
+        text = text.removeprefix(b"\xef\xbb\xbf").replace(b"\r", b"\n")
+        plain = path.with_name(path.name + ".independent")
+        if not plain.exists():  # outside the landing pattern: never ingested
+            plain.write_bytes(text)
+        return f"read_json('{plain}', format = 'newline_delimited')"
     return f"read_parquet('{path}')"
 
 
@@ -395,9 +527,23 @@ def test_bad_input(case: Case, mode: str, sample_landing: Path, tmp_path: Path):
             else:  # skipped: the content is known, whatever the name
                 assert summary.files_loaded == 0 and summary.tables[table.key].files_skipped >= 1
                 names = con.execute(
-                    "select file_name from platform.load_ledger where file_hash = ?", [bad_hash]
+                    "select file_name, status, duplicate_of from platform.load_ledger "
+                    "where file_hash = ? order by status desc",
+                    [bad_hash],
                 ).fetchall()
-                assert names == [(template.name,)]
+                if bad.name == template.name:
+                    assert names == [(template.name, "loaded", None)]
+                else:  # the same content under another name leaves a trace: ledger + event
+                    assert names == [
+                        (template.name, "loaded", None),
+                        (bad.name, "duplicate", str(folder / template.name)),
+                    ]
+                    [(event,)] = con.execute(
+                        "select details from platform.events "
+                        "where event_type = 'file.duplicate' and file_hash = ?",
+                        [bad_hash],
+                    ).fetchall()
+                    assert json.loads(event)["duplicate_of"] == str(folder / template.name)
         for path in good:
             _check_good_file(con, table, path)
         expected = sum(

@@ -67,7 +67,7 @@ def test_columns_are_renamed_cast_and_pii_hashed(compiled: dict[str, str]):
         sql,
         flags=re.IGNORECASE,
     )
-    assert 'cast("signed_up_at" as timestamp) as "signed_up_at"' in sql
+    assert 'else cast("signed_up_at" as timestamp) end as "signed_up_at"' in sql
     assert '"email" as "email"' not in sql
 
 
@@ -178,17 +178,20 @@ def test_lab_model_compiles_each_declared_step(lab: dict):
         rf"when 'I' then 'inactive' else nullif\(trim\(cast\(\"status\" as {string}\)\), ''\) end "
         r'as "status"',
         rf"upper\(nullif\(trim\(cast\(\"country\" as {string}\)\), ''\)\) as \"country\"",
-        # the declared expression, then a safe cast
-        r"try_cast\(replace\(\"balance\", ',', '\.'\) as decimal\(18, 2\)\) as \"balance\"",
-        rf"try_cast\(nullif\(trim\(cast\(\"logins\" as {string}\)\), ''\) as integer\) "
-        r'as "logins"',
-        # Berlin wall-clock time converted to UTC; a column declared in UTC is only cast
-        r"\(\(cast\(\"updated_at\" as timestamp\)\) at time zone 'Europe/Berlin'\) "
-        r"at time zone 'UTC' as \"updated_at\"",
-        r'cast\("created_at" as timestamp\) as "created_at"',
+        # the declared expression, then a safe cast that never rounds
+        r"case when regexp_full_match\(cast\(replace\(\"balance\", ',', '\.'\) as varchar\), "
+        r"' \*\[\+-\]\?\(\[0-9\]\+\(\[\.\]\[0-9\]\{0,2\}0\*\)\?.*then "
+        r"try_cast\(replace\(\"balance\", ',', '\.'\) as decimal\(18, 2\)\) end as \"balance\"",
+        rf"then try_cast\(nullif\(trim\(cast\(\"logins\" as {string}\)\), ''\) as integer\) "
+        r'end as "logins"',
+        # an offset is converted to UTC; Berlin wall-clock time converted to UTC otherwise
+        r"then timezone\('UTC', cast\(cast\(\"updated_at\" as varchar\) as timestamptz\)\) "
+        r"else \(\(cast\(\"updated_at\" as timestamp\)\) at time zone 'Europe/Berlin'\) "
+        r"at time zone 'UTC' end as \"updated_at\"",
+        r'else cast\("created_at" as timestamp\) end as "created_at"',
         # failed casts counted per row
         r"case when replace\(\"balance\", ',', '\.'\) is not null and "
-        r"try_cast\(replace\(\"balance\""
+        r"case when regexp_full_match\(cast\(replace\(\"balance\""
         r".*then 1 else 0 end \+ case when .*\"logins\".* then 1 else 0 end as _cast_failures",
         r'partition by "account_id" order by "updated_at" desc, _loaded_at desc',
         r'cast\(balance \* 100 as bigint\) as "balance_cents"',
@@ -199,8 +202,14 @@ def test_lab_model_compiles_each_declared_step(lab: dict):
 
 def test_lab_staging_results_follow_the_declaration(lab: dict):
     rows = lab["rows"]
-    assert sorted(rows) == [1, 2, 3], "one row per primary key after dedupe"
-    latest, failed, empty = rows[1], rows[2], rows[3]
+    assert sorted(rows) == [1, 2, 3, 4], "one row per primary key after dedupe"
+    latest, failed, empty, strict = rows[1], rows[2], rows[3], rows[4]
+    # no silent change of meaning: 1.5 logins and 12.34 EUR with a third decimal are failures
+    # (null, counted), never rounded; a timestamp's own offset wins over the declared zone
+    assert strict["logins"] is None and strict["balance"] is None
+    assert strict["_cast_failures"] == 2
+    assert strict["updated_at"] == datetime(2024, 7, 1, 7, 0)
+    assert strict["created_at"] == datetime(2024, 2, 1, 0, 0)
     # the later updated_at (Berlin summer time, UTC+2) wins and is staged in UTC
     assert latest["updated_at"] == datetime(2024, 7, 1, 10, 0)
     assert latest["status"] == "inactive" and latest["country"] == "DE"
@@ -229,8 +238,8 @@ def test_lab_derived_tests_run_and_report(lab: dict):
     assert by_prefix["not_null"] == ("pass", 0)
     # the unmapped code 'X' is reported by the declared accepted values
     assert by_prefix["accepted_values"] == ("fail", 1)
-    # the row with failed casts is reported as a warning, the build does not fail on it
-    assert by_prefix["expression_is_true"] == ("warn", 1)
+    # the rows with failed casts are reported as a warning, the build does not fail on them
+    assert by_prefix["expression_is_true"] == ("warn", 2)
 
 
 MACRO_ERRORS = {
