@@ -119,9 +119,14 @@ def is_mart(manifest: dict[str, Any], uid: str) -> bool:
 
 
 def per_model_results(
-    manifest: dict[str, Any], results: list[dict[str, Any]], modified: set[str]
+    manifest: dict[str, Any],
+    results: list[dict[str, Any]],
+    modified: set[str],
+    diffs: list[ModelDiff] = (),
 ) -> list[dict[str, Any]]:
-    """One entry per model the PR ran: its build status, time, rows, and its tests' outcomes."""
+    """One entry per model the PR ran: its build status, time, rows (as dbt reported them, else
+    as counted by the diff), and its tests' outcomes."""
+    counted = {d.name: d.pr_rows for d in diffs}
     by_model: dict[str, dict[str, Any]] = {}
     for r in results:
         uid = r["unique_id"]
@@ -132,7 +137,8 @@ def per_model_results(
                 "change": "modified" if uid in modified else "downstream",
                 "status": r["status"],
                 "seconds": r.get("execution_time") or 0.0,
-                "rows": (r.get("adapter_response") or {}).get("rows_affected"),
+                "rows": (r.get("adapter_response") or {}).get("rows_affected")
+                or counted.get(node_name(manifest, uid)),
                 "tests": [],
             }
     for r in results:
@@ -228,7 +234,7 @@ def collect(layout: Layout, number: int) -> dict[str, Any]:
         modified=sorted(modified),
         read_from_prod=_read_from_prod(manifest, built),
         diffs=diffs,
-        per_model=per_model_results(manifest, results["results"], modified),
+        per_model=per_model_results(manifest, results["results"], modified, diffs),
         names={r["unique_id"]: node_name(manifest, r["unique_id"]) for r in results["results"]},
     )
     return data

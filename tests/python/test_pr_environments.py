@@ -948,7 +948,7 @@ def test_a_pr_with_failures_names_them_in_full_and_warns_of_a_fan_out(checkout):
     assert "| is_active   |                 | BOOLEAN       | missing in definition |" in report
     assert "<summary>`dim_products` (model) error: Compilation Error in model" in report
     # per model results
-    per_model = r"\| `fct_daily_revenue` \| modified \| success \| [0-9.]+ \| [0-9,]+ \|"
+    per_model = r"\| `fct_daily_revenue` \| modified \| success \| [0-9.]+ \| 13 \| 3 \| 0 \|"
     assert re.search(per_model, report), report
     assert "`unique_fct_daily_revenue_revenue_date` fail" in report
     # the fan-out is called out, not shown as changed rows only
