@@ -1130,15 +1130,15 @@ def test_two_pr_builds_at_once_both_succeed_one_after_the_other(checkout):
         for n in (48, 49)
     ]
     assert all(invocations)
-    (co.home / "pr" / "77").mkdir()  # a folder left by a build refused long ago
-    co.dataops("janitor", "--open-prs", "1")
-    assert not co.ci_query("select * from duckdb_schemas() where schema_name like 'pr_%'")
-    assert not [p for p in (co.home / "pr").iterdir()], "no folder left"
     ids = ", ".join(f"'{i}'" for i in invocations)
     [(rows,)] = co.ci_query(
         f"select count(*) from platform.events where dbt_invocation_id in ({ids})"
     )
     assert rows > 10, "the builds' hooks recorded their node results"
+    (co.home / "pr" / "77").mkdir()  # a folder left by a build refused long ago
+    co.dataops("janitor", "--open-prs", "1")
+    assert not co.ci_query("select * from duckdb_schemas() where schema_name like 'pr_%'")
+    assert not [p for p in (co.home / "pr").iterdir()], "no folder left"
     for table in ("events", "metric_history"):
         left = co.ci_query(
             f"select count(*) from platform.{table} where dbt_invocation_id in ({ids})"
