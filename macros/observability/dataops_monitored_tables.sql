@@ -112,7 +112,8 @@
         if kind == 'source' else node -%}
     {{ return({
         'node_id': node.unique_id,
-        'measured_relation': staging.relation_name if staging else none,
+        'measured_relation': (dataops_published_relation(staging.relation_name)
+            if kind == 'source' else staging.relation_name) if staging else none,
         'kind': kind,
         'source_name': node.source_name if kind == 'source' else none,
         'table_name': node.name,

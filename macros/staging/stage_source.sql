@@ -6,17 +6,22 @@
     safe cast per row (`_cast_failures`, only when a column asks for a safe cast), keeps the lineage
     columns, deduplicates to the latest record per primary key (by meta.dedupe.latest_by, then by
     load time) and adds declared derived columns.
+
+    `changed_since` (optional, for the observability hooks): a condition on the staged columns
+    (e.g. on `_loaded_at`); only keys with at least one row meeting it are staged. The dedupe ranks
+    whole keys, so each kept key gets exactly the row the full model keeps, at the cost of reading
+    the new rows' keys instead of ranking the whole table.
 -#}
-{% macro stage_source(source_name, table_name) -%}
+{% macro stage_source(source_name, table_name, changed_since=none) -%}
     {%- if not execute -%}
         {#- Parse time: record the lineage edge only; no dispatch, no declaration read (cheap). -#}
         {%- do source(source_name, table_name) -%}
         {{ return('select 1 as _not_compiled') }}
     {%- endif -%}
-    {{ return(adapter.dispatch('stage_source', 'dataops')(source_name, table_name)) }}
+    {{ return(adapter.dispatch('stage_source', 'dataops')(source_name, table_name, changed_since)) }}
 {%- endmacro %}
 
-{% macro default__stage_source(source_name, table_name) -%}
+{% macro default__stage_source(source_name, table_name, changed_since=none) -%}
 {#- source() runs at parse time too, so dbt records the lineage edge. -#}
 {%- set source_relation = source(source_name, table_name) -%}
 {%- if not execute -%}
@@ -71,6 +76,16 @@ ranked as (
         ) as _record_rank
 
     from renamed
+    {%- if changed_since %}
+    {%- set keys = [decl.primary_key] if decl.primary_key is string else decl.primary_key %}
+    where exists (
+        select 1 from renamed as changed
+        where {{ changed_since }}
+        {%- for key in keys %}
+            and changed.{{ adapter.quote(key) }} is not distinct from renamed.{{ adapter.quote(key) }}
+        {%- endfor %}
+    )
+    {%- endif %}
 
 ),
 
