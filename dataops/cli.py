@@ -18,6 +18,9 @@ from dataops.core.settings import (
 from dataops.dbt.commands import add_dbt_commands
 from dataops.dbt.runner import DbtOutcome, dbt_args, run_dbt
 from dataops.engines import cli as engines_cli
+from dataops.extract import commands as extract_commands
+from dataops.extract import onboarding as extract_onboarding
+from dataops.extract.pipeline import ExtractError, extract_sources
 from dataops.ingestion.commands import add_replay_command
 from dataops.ingestion.loader import IngestionSummary, WarehouseLocked, ingest
 from dataops.observability.commands import add_commands as add_observability_commands
@@ -122,8 +125,14 @@ def cmd_build(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
-    """The main job: sample data if none landed, ingest what is new, dbt build, summary."""
+    """The main job: extract database/API sources, sample data if none landed, ingest what is
+    new, dbt build, summary."""
     started = time.perf_counter()
+    registry = load_registry()
+    extract_errors = []
+    if extract_sources(registry):
+        print("Extract (dlt):")
+        extract_errors = extract_commands.run_extracts(settings, registry)
     if not _landed_anything(settings):
         print(f"No landed files under {settings.landing_dir}: generating the sample shop data.")
         args.overwrite = False
@@ -132,7 +141,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     _print_ingestion(summary)
     outcome, built = _dbt_build(settings, (), "run")
     elapsed = time.perf_counter() - started
-    status = "OK" if built and not summary.errors else "FAILED"
+    status = "OK" if built and not summary.errors and not extract_errors else "FAILED"
     print(
         f"{status} in {elapsed:.1f} s "
         f"(target {settings.target}, warehouse {settings.warehouse_path})"
@@ -166,7 +175,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--target", choices=TARGETS, help="dbt target (default $DBT_TARGET or dev)")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    run = commands.add_parser("run", help="the main job: generate if empty, ingest, dbt build")
+    run = commands.add_parser(
+        "run", help="the main job: extract, generate if empty, ingest, dbt build"
+    )
     _add_generate_options(run)
     run.set_defaults(func=cmd_run)
 
@@ -176,6 +187,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_generate_options(generate)
     generate.add_argument("--overwrite", action="store_true", help="replace existing sample files")
     generate.set_defaults(func=cmd_generate)
+
+    extract_commands.add_parser(commands)  # extract [source ...]
 
     ingest_parser = commands.add_parser("ingest", help="load new landed files into raw tables")
     ingest_parser.add_argument(
@@ -194,7 +207,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--check", action="store_true", help="fail when files and declarations differ"
     )
     sync.set_defaults(func=cmd_sources)
-    onboarding.add_parser(sources_commands)  # sources add <name> --sample <file>
+    onboarding.add_parser(sources_commands)  # sources add <name> --sample <file> | --all
+    extract_onboarding.add_arguments(sources_commands)  # ... | --postgres ENV | --api ENV
     add_lint_commands(commands)  # lint sql|rules
     add_dbt_commands(commands)  # dbt prepare (the manifest Dagster loads)
     engines_cli.add_parser(commands)
@@ -216,6 +230,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except WarehouseLocked as error:
         print(f"error: {error}", file=sys.stderr)
         return 3
+    except ExtractError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 4
 
 
 if __name__ == "__main__":

@@ -17,8 +17,9 @@ import duckdb
 from dataops.core.sql import quote_identifier
 
 
-def primary_key(manifest: dict[str, Any], unique_id: str) -> str | None:
-    """The primary-key column of a model from its tests, constraints or source declaration."""
+def primary_key(manifest: dict[str, Any], unique_id: str) -> str | list[str] | None:
+    """The primary-key column of a model (a list for a composite key) from its tests, constraints
+    or source declaration."""
     node = manifest["nodes"].get(unique_id) or {}
     for constraint in node.get("constraints") or []:
         if constraint.get("type") == "primary_key" and len(constraint.get("columns") or []) == 1:
@@ -32,6 +33,12 @@ def primary_key(manifest: dict[str, Any], unique_id: str) -> str | None:
             continue
         test_name = (test.get("test_metadata") or {}).get("name")
         column = test.get("column_name")
+        if test_name == "primary_key":  # tests/dbt/generic/test_primary_key.sql
+            columns = ((test.get("test_metadata") or {}).get("kwargs") or {}).get("columns")
+            if isinstance(columns, list) and columns:
+                return columns[0] if len(columns) == 1 else list(columns)
+            if isinstance(columns, str):
+                return columns
         if test_name in ("unique", "not_null") and column:
             tested.setdefault(column, set()).add(test_name)
     keys = sorted(c for c, names in tested.items() if names == {"unique", "not_null"})
@@ -44,17 +51,24 @@ def primary_key(manifest: dict[str, Any], unique_id: str) -> str | None:
                 **(source.get("meta") or {}),
                 **((source.get("config") or {}).get("meta") or {}),
             }
-            if isinstance(meta.get("primary_key"), str):
+            if isinstance(meta.get("primary_key"), str | list):
                 return meta["primary_key"]
     return None
 
 
-def keyed_diff_sql(pr_relation: str, prod_relation: str, key: str, columns: list[str]) -> str:
+def keyed_diff_sql(
+    pr_relation: str, prod_relation: str, key: str | list[str], columns: list[str]
+) -> str:
     """One row: added, removed, changed rows, then one changed-value count per column.
 
-    Columns are compared with ``is distinct from`` (null = null), over the rows present in both.
+    Rows match on every key column (a composite key is a list). Columns are compared with
+    ``is distinct from`` (null = null), over the rows present in both.
     """
-    k = quote_identifier(key)
+    keys = [key] if isinstance(key, str) else list(key)
+    k = quote_identifier(keys[0])
+    join_on = " and ".join(
+        f"pr_rows.{quote_identifier(c)} = prod_rows.{quote_identifier(c)}" for c in keys
+    )
     flags = ",\n        ".join(
         f"pr_rows.{quote_identifier(c)} is distinct from prod_rows.{quote_identifier(c)} "
         f"as {quote_identifier('changed__' + c)}"
@@ -75,7 +89,7 @@ matched as (
         pr_rows.{k} is null as only_in_prod{"," if columns else ""}
         {flags}
     from pr_rows
-    full outer join prod_rows on pr_rows.{k} = prod_rows.{k}
+    full outer join prod_rows on {join_on}
 )
 select
     sum(case when only_in_pr then 1 else 0 end) as added,
@@ -108,18 +122,31 @@ class ColumnProfile:
     maximum: str | None = None
 
 
-def duplicates_sql(relation: str, key: str) -> str:
+def duplicates_sql(relation: str, key: str | list[str]) -> str:
     """Rows beyond one per key value (0 when the key is unique)."""
-    k = quote_identifier(key)
-    return f"select count(*) - count(distinct {k}) from {relation}"
+    keys = [key] if isinstance(key, str) else list(key)
+    columns = ", ".join(quote_identifier(k) for k in keys)
+    return (
+        f"select (select count(*) from {relation}) - "
+        f"(select count(*) from (select distinct {columns} from {relation}))"
+    )
 
 
 def changed_rows_sql(
-    pr_relation: str, prod_relation: str, key: str, columns: list[str], limit: int = SAMPLE_ROWS
+    pr_relation: str,
+    prod_relation: str,
+    key: str | list[str],
+    columns: list[str],
+    limit: int = SAMPLE_ROWS,
 ) -> str:
-    """A few rows present on both sides with a changed value: the key, then each column's prod
-    and PR value, as text."""
-    k = quote_identifier(key)
+    """A few rows present on both sides with a changed value: the key (its columns joined by
+    ", "), then each column's prod and PR value, as text."""
+    keys = [key] if isinstance(key, str) else list(key)
+    key_text = " || ', ' || ".join(f"cast(pr_rows.{quote_identifier(c)} as varchar)" for c in keys)
+    join_on = " and ".join(
+        f"pr_rows.{quote_identifier(c)} = prod_rows.{quote_identifier(c)}" for c in keys
+    )
+    order = ", ".join(f"pr_rows.{quote_identifier(c)}" for c in keys)
     pairs = ",\n    ".join(
         f"cast(prod_rows.{quote_identifier(c)} as varchar), "
         f"cast(pr_rows.{quote_identifier(c)} as varchar)"
@@ -130,12 +157,12 @@ def changed_rows_sql(
         for c in columns
     )
     return f"""select
-    cast(pr_rows.{k} as varchar),
+    {key_text},
     {pairs}
 from {pr_relation} as pr_rows
-inner join {prod_relation} as prod_rows on pr_rows.{k} = prod_rows.{k}
+inner join {prod_relation} as prod_rows on {join_on}
 where {changed}
-order by pr_rows.{k}
+order by {order}
 limit {int(limit)}"""
 
 
@@ -217,7 +244,7 @@ def diff_model(
     change: str,
     pr_relation: str,
     prod_relation: str | None,
-    key: str | None,
+    key: str | list[str] | None,
     *,
     sample: bool = False,
 ) -> ModelDiff:
@@ -226,11 +253,12 @@ def diff_model(
     With ``sample`` (marts), a few changed rows are fetched with their values before and after.
     Added columns are profiled; a key that stops being unique is counted.
     """
-    diff = ModelDiff(name=name, change=change, key=key)
+    keys = [key] if isinstance(key, str) else list(key or [])
+    diff = ModelDiff(name=name, change=change, key=", ".join(keys) or None)
     pr_columns = _columns(con, pr_relation)
     [(diff.pr_rows,)] = con.execute(f"select count(*) from {pr_relation}").fetchall()
-    if key and key in pr_columns:
-        [(diff.pr_duplicates,)] = con.execute(duplicates_sql(pr_relation, key)).fetchall()
+    if keys and all(k in pr_columns for k in keys):
+        [(diff.pr_duplicates,)] = con.execute(duplicates_sql(pr_relation, keys)).fetchall()
     if prod_relation is None:
         diff.change = "new"
         diff.columns_added = list(pr_columns)
@@ -243,8 +271,8 @@ def diff_model(
         diff.columns_added = list(pr_columns)
         return diff
     [(diff.prod_rows,)] = con.execute(f"select count(*) from {prod_relation}").fetchall()
-    if key and key in prod_columns:
-        [(diff.prod_duplicates,)] = con.execute(duplicates_sql(prod_relation, key)).fetchall()
+    if keys and all(k in prod_columns for k in keys):
+        [(diff.prod_duplicates,)] = con.execute(duplicates_sql(prod_relation, keys)).fetchall()
     diff.columns_added = [c for c in pr_columns if c not in prod_columns]
     diff.profiles = profile_columns(
         con, pr_relation, {c: pr_columns[c] for c in diff.columns_added}
@@ -254,8 +282,8 @@ def diff_model(
     diff.columns_retyped = [
         (c, prod_columns[c], pr_columns[c]) for c in common if prod_columns[c] != pr_columns[c]
     ]
-    if key and key in common:
-        compared = [c for c in common if c != key]
+    if keys and all(k in common for k in keys):
+        compared = [c for c in common if c not in keys]
         try:
             row = con.execute(keyed_diff_sql(pr_relation, prod_relation, key, compared)).fetchone()
         except duckdb.Error:  # retyped columns that do not compare: compare their text
@@ -268,7 +296,7 @@ def diff_model(
         if sample and diff.changed_values:
             columns = list(diff.changed_values)
             for key_value, *values in con.execute(
-                changed_rows_sql(pr_relation, prod_relation, key, columns)
+                changed_rows_sql(pr_relation, prod_relation, keys, columns)
             ).fetchall():
                 pairs = {
                     c: (values[2 * i], values[2 * i + 1])
@@ -282,7 +310,7 @@ def diff_model(
             "no primary key: give one column both a unique and a not_null test "
             "for a row-by-row diff; rows compared whole"
             if not key
-            else f"primary key {key!r} is not in both versions; rows compared whole"
+            else f"primary key {diff.key!r} is not in both versions; rows compared whole"
         )
         if common:
             row = con.execute(set_diff_sql(pr_relation, prod_relation, common)).fetchone()

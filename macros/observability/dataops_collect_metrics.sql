@@ -77,7 +77,9 @@
         {%- endfor -%}
         {%- if spec.schema -%}
             {%- set declared_names = spec.declared | map(attribute='name') | map('lower') | list -%}
-            {%- for column in spec.declared if column.name | lower not in present -%}
+            {#- A column staged from an expression is no raw column: its absence is no change. -#}
+            {%- for column in spec.declared if column.name | lower not in present
+                and not column.expression -%}
                 {%- do selects.append("select " ~ ident ~ ", " ~ dataops_literal(column.name)
                     ~ ", 'column_missing', 1.0, batch_id, file_hash from raw_" ~ i) -%}
             {%- endfor -%}

@@ -25,7 +25,7 @@ import pytest
 
 from dataops.cicd import github, janitor, report
 from dataops.cicd import pr as pr_module
-from dataops.cicd.diff import keyed_diff_sql, primary_key, set_diff_sql
+from dataops.cicd.diff import diff_model, keyed_diff_sql, primary_key, set_diff_sql
 from dataops.cicd.environments import (
     CicdError,
     Layout,
@@ -1151,3 +1151,48 @@ def test_two_pr_builds_at_once_both_succeed_one_after_the_other(checkout):
     )
     assert kept == [("cicd.pr_environment_dropped", 2)], "one record of each drop, nothing else"
     co.git("worktree", "remove", "--force", str(other))
+
+
+def test_a_composite_key_matches_rows_on_every_key_column():
+    con = duckdb.connect()
+    con.execute(
+        "create table prod_t as select * from (values (1, 'A', 5), (1, 'B', 7), (2, 'A', 3)) "
+        "as t(supply_id, sku, quantity)"
+    )
+    con.execute(
+        "create table pr_t as select * from (values (1, 'A', 5), (1, 'B', 8), (2, 'B', 3)) "
+        "as t(supply_id, sku, quantity)"
+    )
+    sql = keyed_diff_sql("pr_t", "prod_t", ["supply_id", "sku"], ["quantity"])
+    # (1, B) changed; (2, B) added; (2, A) removed: matching on supply_id alone would differ
+    assert con.execute(sql).fetchone() == (1, 1, 1, 1)
+    manifest = {
+        "nodes": {
+            "model.p.stock": {"depends_on": {"nodes": []}},
+            "test.p.pk": {
+                "resource_type": "test",
+                "attached_node": "model.p.stock",
+                "test_metadata": {
+                    "name": "primary_key",
+                    "kwargs": {"columns": ["supply_id", "sku"]},
+                },
+            },
+        },
+        "sources": {},
+    }
+    assert primary_key(manifest, "model.p.stock") == ["supply_id", "sku"]
+
+
+def test_a_composite_key_fan_out_and_changed_row_samples():
+    con = duckdb.connect()
+    con.execute(
+        "create table prod_t as select * from (values (1, 'A', 5), (1, 'B', 7), (2, 'A', 3)) "
+        "as t(supply_id, sku, quantity)"
+    )
+    con.execute(
+        "create table pr_t as select * from (values (1, 'A', 5), (1, 'B', 8), (1, 'B', 8), "
+        "(2, 'A', 3)) as t(supply_id, sku, quantity)"
+    )
+    diff = diff_model(con, "stock", "modified", "pr_t", "prod_t", ["supply_id", "sku"], sample=True)
+    assert diff.key == "supply_id, sku" and diff.key_broken and diff.pr_duplicates == 1
+    assert diff.samples == [("1, B", {"quantity": ("7", "8")}), ("1, B", {"quantity": ("7", "8")})]
