@@ -45,14 +45,16 @@ UI_PORT ?= 3000
 manifest: $(STAMP)  ## parse the dbt project once into target/manifest.json (the Dagster definitions load it)
 	$(BIN)/dataops dbt prepare
 
-# The webserver and daemon run in their own process group (set -m), so Ctrl-C or a TERM to this
-# recipe stops exactly them; their group id is written to $(DAGSTER_HOME)/ui.pid.
+# `dagster dev` runs under a small supervisor (dataops/core/supervise.py) in its own process group,
+# whose id is written to $(DAGSTER_HOME)/ui.pid. Ctrl-C, INT to make's process group or TERM to
+# make (which forwards it) stop the webserver, daemon and code servers, also when make was started
+# by a script or under setsid with SIGINT ignored (a shell cannot trap that; the supervisor can).
 ui: manifest  ## Dagster UI + daemon on http://127.0.0.1:3000 (instance config: orchestration/instance/)
 	mkdir -p "$(DAGSTER_HOME)"
 	cp orchestration/instance/dagster.yaml "$(DAGSTER_HOME)/dagster.yaml"
-	set -m; DAGSTER_HOME="$(DAGSTER_HOME)" $(BIN)/dagster dev -h $(UI_HOST) -p $(UI_PORT) \
-	  -m orchestration.definitions & pid=$$!; echo $$pid > "$(DAGSTER_HOME)/ui.pid"; \
-	trap 'kill -INT -- -$$pid 2>/dev/null' INT TERM; wait $$pid; wait $$pid; rm -f "$(DAGSTER_HOME)/ui.pid"
+	DAGSTER_HOME="$(DAGSTER_HOME)" exec $(BIN)/python -m dataops.core.supervise \
+	  --pid-file "$(DAGSTER_HOME)/ui.pid" -- \
+	  $(BIN)/dagster dev -h $(UI_HOST) -p $(UI_PORT) -m orchestration.definitions
 
 # Test modules run in parallel, one module per worker (its module fixtures stay in one process);
 # the built sample platform is made once per session and shared (tests/python/conftest.py).

@@ -11,6 +11,7 @@ Prints one line per figure; record them in docs/benchmarks.md. Not a test: nothi
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import statistics
 import subprocess
@@ -84,6 +85,84 @@ def bench_load(home: Path, repeat: int) -> None:
     print(f"definitions: whole process, CPU time (user+sys)   {statistics.median(cpus):6.2f} s")
 
 
+def _load() -> str:
+    return " ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
+def run_parts(instance, run_id: str) -> list[tuple[str, float]]:
+    """Where a run's time goes, from its event log: the daemon dequeuing it, the run worker
+    starting (a new process importing the code location), each step, and the gaps between."""
+    stamps: dict[str, float] = {}
+    steps: dict[str, list[float]] = {}
+    for entry in instance.all_logs(run_id):
+        event = entry.dagster_event
+        if event is None:
+            continue
+        kind = event.event_type.name  # enum names (RUN_START); values still say PIPELINE_
+        if kind in ("RUN_ENQUEUED", "RUN_DEQUEUED", "RUN_STARTING", "RUN_START", "RUN_SUCCESS",
+                    "RUN_FAILURE"):
+            stamps.setdefault(kind, entry.timestamp)
+        elif kind in ("STEP_START", "STEP_SUCCESS", "STEP_FAILURE") and event.step_key:
+            steps.setdefault(event.step_key, []).append(entry.timestamp)
+    parts = []
+    for name, first, last in (
+        ("dequeue", "RUN_ENQUEUED", "RUN_DEQUEUED"),
+        ("launch", "RUN_DEQUEUED", "RUN_STARTING"),
+        ("run worker start", "RUN_STARTING", "RUN_START"),
+    ):
+        if first in stamps and last in stamps:
+            parts.append((name, stamps[last] - stamps[first]))
+    previous = stamps.get("RUN_START")
+    for key, times in sorted(steps.items(), key=lambda item: item[1][0]):
+        if previous is not None:
+            parts.append(("wait", times[0] - previous))
+        parts.append((f"step {key}", times[-1] - times[0]))
+        previous = times[-1]
+    end = stamps.get("RUN_SUCCESS", stamps.get("RUN_FAILURE"))
+    if previous is not None and end is not None:
+        parts.append(("run end", end - previous))
+    return [(name, seconds) for name, seconds in parts if name != "wait" or seconds >= 0.05]
+
+
+STARTUP_SNIPPET = """
+import resource as resource_module
+import time
+from dagster_dbt import DbtCliResource
+from orchestration.definitions import defs
+from dataops.core.settings import load_settings
+from orchestration.resources import dbt_resource
+ours = dbt_resource(load_settings())
+theirs = DbtCliResource(**{k: getattr(ours, k) for k in
+    ("project_dir", "profiles_dir", "target", "dbt_executable")})
+def cpu():
+    own = resource_module.getrusage(resource_module.RUSAGE_SELF)
+    kids = resource_module.getrusage(resource_module.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+for label, resource in (("dagster-dbt", theirs), ("platform", ours)):
+    t0, c0 = time.perf_counter(), cpu()
+    resource._cli_version
+    t1, c1 = time.perf_counter(), cpu()
+    resource._initialize_dbt_core_adapter(["build"])
+    t2, c2 = time.perf_counter(), cpu()
+    print(label, f"{t1 - t0:.3f}", f"{c1 - c0:.3f}", f"{t2 - t1:.3f}", f"{c2 - c1:.3f}")
+"""
+
+
+def bench_startup(home: Path) -> None:
+    """What dagster-dbt's resource costs before each dbt step, beside the platform's resource."""
+    env = dagster_env(home, home / "dagster_home")
+    out = subprocess.run(
+        [sys.executable, "-c", STARTUP_SNIPPET],
+        cwd=REPO_ROOT, env=env, check=True, capture_output=True, text=True,
+    ).stdout.split()
+    for at in range(0, len(out), 5):
+        label, version, version_cpu, adapter, adapter_cpu = out[at:at + 5]
+        print(f"dbt step start-up, {label + ' resource:':<22} `dbt --version` "
+              f"{float(version):5.2f} s / {float(version_cpu):5.2f} s CPU (once per run worker), "
+              f"dbt adapter {float(adapter):5.2f} s / {float(adapter_cpu):5.2f} s CPU (every dbt "
+              "step)")
+
+
 def bench_latency(home: Path, samples: int) -> None:
     from dagster import DagsterInstance, RunsFilter
     from dagster._core.instance.ref import InstanceRef
@@ -129,8 +208,11 @@ def bench_latency(home: Path, samples: int) -> None:
                 print(
                     f"latency: {label:<20} landed -> marts materialised {total:6.1f} s  (sensor "
                     f"pickup {pickup:4.1f} s, queue {queued:4.1f} s, run {duration:5.1f} s, "
-                    f"{run.status.value})"
+                    f"{run.status.value}, load {_load()})"
                 )
+                print("         parts: " + ", ".join(
+                    f"{name} {seconds:.1f} s" for name, seconds in run_parts(instance, run.run_id)
+                ))
     finally:
         daemon.stop()
 
@@ -150,6 +232,7 @@ def main() -> None:
         parse = dataops(home, "dbt", "prepare")
         print(f"dbt parse (`dataops dbt prepare`, once per setup)  {parse:6.2f} s")
         bench_load(home, args.repeat)
+        bench_startup(home)
         (home / "landing").rename(home / "archive")
         (home / "landing").mkdir()
         bench_latency(home, args.samples)

@@ -50,7 +50,7 @@ def _columns(table: SourceTable) -> list[str]:
             continue
         kind = column.data_type.lower()
         name = '"' + column.name + '"'
-        if column.staged_name == table.primary_key:
+        if column.staged_name in table.primary_key:
             value = "i" if not column.is_string else "'k-' || i"
         elif column.meta.accepted_values:
             values = "[" + ", ".join(f"'{v}'" for v in column.meta.accepted_values) + "]"

@@ -1,10 +1,16 @@
-"""Benchmark the main job: wall time of `dataops run` and of `dbt build`, beside the same
+"""Benchmark the main job: wall and CPU time of `dataops run` and of `dbt build`, beside the same
 transformations run as raw DuckDB SQL (dbt's own compiled SQL, executed in DAG order).
 
     .venv/bin/python bench/bench_main.py                      # default scale (50k order items)
     .venv/bin/python bench/bench_main.py --order-items 10000000
+    .venv/bin/python bench/bench_main.py --order-items 1000000 --baseline main~3
 
-Prints one line per figure; record them in docs/benchmarks.md. Not a test: nothing fails on time.
+With `--baseline REF` the models-only build and its raw SQL also run from the project as it was at
+git REF (same installed packages, same landed data, each on its own copy of the warehouse),
+alternating with this checkout, so a change's saving is measured side by side in one run.
+
+Prints a table to record in docs/benchmarks.md, with the load average. Not a test: nothing fails
+on time.
 """
 
 from __future__ import annotations
@@ -24,15 +30,17 @@ from pathlib import Path
 import duckdb
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+DBT = str(Path(sys.executable).parent / "dbt")
 
 
-def _env(home: Path) -> dict[str, str]:
+def _env(home: Path, target_path: Path | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DATAOPS_", "DBT_"))}
+    target_path = target_path or home / "target"
     env.update(
         DATAOPS_HOME=str(home),
         DBT_TARGET="dev",
-        DBT_TARGET_PATH=str(home / "target"),
-        DBT_LOG_PATH=str(home / "logs"),
+        DBT_TARGET_PATH=str(target_path),
+        DBT_LOG_PATH=str(target_path / "logs"),
         DBT_SEND_ANONYMOUS_USAGE_STATS="false",
         DBT_VERSION_CHECK="false",
     )
@@ -42,6 +50,10 @@ def _env(home: Path) -> dict[str, str]:
 def _children_cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
+
+
+def _load() -> str:
+    return " ".join(f"{x:.1f}" for x in os.getloadavg())
 
 
 def timed(home: Path, *args: str) -> tuple[float, float]:
@@ -54,10 +66,27 @@ def timed(home: Path, *args: str) -> tuple[float, float]:
     return time.perf_counter() - started, _children_cpu() - cpu
 
 
-def raw_sql_models(home: Path) -> list[tuple[str, str, str]]:
+def dbt_models(
+    project: Path, home: Path, target: Path, with_tests: bool
+) -> tuple[float, float]:
+    """Wall and CPU seconds of `dbt build` of every model, rebuilt in full (`--full-refresh`, so
+    the incremental fact is computed whole, like its raw SQL), from the project at `project`:
+    the models alone (hooks and contracts included) or with the tests and unit tests on them."""
+    started, cpu = time.perf_counter(), _children_cpu()
+    indirect = "eager" if with_tests else "empty"
+    subprocess.run(
+        [DBT, "build", "--select", "resource_type:model", "--full-refresh",
+         "--indirect-selection", indirect,
+         "--project-dir", str(project), "--profiles-dir", str(project / "profiles")],
+        cwd=project, env=_env(home, target), check=True, stdout=subprocess.DEVNULL,
+    )
+    return time.perf_counter() - started, _children_cpu() - cpu
+
+
+def raw_sql_models(target: Path) -> list[tuple[str, str, str]]:
     """(relation, materialization, compiled SQL) of every model, in dependency order."""
-    manifest = json.loads((home / "target" / "manifest.json").read_text())
-    results = json.loads((home / "target" / "run_results.json").read_text())
+    manifest = json.loads((target / "manifest.json").read_text())
+    results = json.loads((target / "run_results.json").read_text())
     compiled = {r["unique_id"]: r.get("compiled_code") for r in results["results"]}
     models = {uid: n for uid, n in manifest["nodes"].items() if n["resource_type"] == "model"}
     order = TopologicalSorter(
@@ -71,47 +100,133 @@ def raw_sql_models(home: Path) -> list[tuple[str, str, str]]:
     return plan
 
 
-def run_raw_sql(warehouse: Path, plan: list[tuple[str, str, str]]) -> tuple[float, float]:
-    with tempfile.TemporaryDirectory() as scratch:
-        copy = Path(scratch) / warehouse.name  # same catalog name as in the compiled SQL
-        shutil.copy(warehouse, copy)
-        with duckdb.connect(str(copy)) as con:
-            started, cpu = time.perf_counter(), time.process_time()
-            for relation, materialized, sql in plan:
-                con.execute(f"create or replace {materialized} {relation} as {sql}")
-            return time.perf_counter() - started, time.process_time() - cpu
+def run_raw_sql(
+    warehouse: Path, plan: list[tuple[str, str, str]]
+) -> tuple[tuple[float, float], dict[str, float]]:
+    """Wall and CPU seconds of the plan, and the wall seconds of each relation."""
+    each = {}
+    with duckdb.connect(str(warehouse)) as con:
+        started, cpu = time.perf_counter(), time.process_time()
+        for relation, materialized, sql in plan:
+            begun = time.perf_counter()
+            con.execute(f"create or replace {materialized} {relation} as {sql}")
+            each[relation.split(".")[-1]] = time.perf_counter() - begun
+        return (time.perf_counter() - started, time.process_time() - cpu), each
+
+
+def node_timings(target: Path, top: int | None = None) -> list[tuple[float, str]]:
+    results = json.loads((target / "run_results.json").read_text())["results"]
+    timings = sorted(((r["execution_time"], r["unique_id"]) for r in results), reverse=True)
+    return timings[:top]
+
+
+def export_project(ref: str, destination: Path) -> Path:
+    """The dbt project as it was at git `ref` (models, macros, seeds, tests, profiles)."""
+    destination.mkdir(parents=True)
+    archive = subprocess.run(
+        ["git", "archive", ref, "dbt_project.yml", "profiles", "models", "macros", "seeds",
+         "tests/dbt"],
+        cwd=REPO_ROOT, check=True, capture_output=True,
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(destination)], input=archive, check=True)
+    return destination
+
+
+def compare(home: Path, variants: dict[str, Path], top: int) -> dict[str, dict]:
+    """Models-only build and raw SQL of each variant, each on its own copy of the warehouse."""
+    warehouse = home / "warehouse_dev.duckdb"
+    figures: dict[str, dict] = {}
+    for name, project in variants.items():
+        copy_home = home / f"ab-{name}"
+        copy_home.mkdir()
+        shutil.copy(warehouse, copy_home / warehouse.name)
+        for wal in home.glob("warehouse_dev.duckdb.wal"):
+            shutil.copy(wal, copy_home / wal.name)
+        figures[name] = {"home": copy_home, "project": project}
+    for item in figures.values():  # variant after variant, per phase: the load drifts
+        target = item["home"] / "target"
+        # untimed: a parse, so every timed build starts from partial parsing like a daily run
+        subprocess.run(
+            [DBT, "parse", "--project-dir", str(item["project"]),
+             "--profiles-dir", str(item["project"] / "profiles")],
+            cwd=item["project"], env=_env(item["home"], target), check=True,
+            stdout=subprocess.DEVNULL,
+        )
+        item["tested"] = dbt_models(item["project"], item["home"], target, with_tests=True)
+        item["tested_nodes"] = node_timings(target, top)
+        item["models"] = dbt_models(item["project"], item["home"], target, with_tests=False)
+        item["load"] = _load()
+        item["nodes"] = node_timings(target, top)
+        item["all_nodes"] = node_timings(target)
+        item["plan"] = raw_sql_models(target)
+    for item in figures.values():
+        with tempfile.TemporaryDirectory(dir=item["home"]) as scratch:
+            copy = Path(scratch) / "warehouse_dev.duckdb"  # same catalog name as the SQL
+            shutil.copy(item["home"] / "warehouse_dev.duckdb", copy)
+            item["raw"], item["raw_each"] = run_raw_sql(copy, item["plan"])
+    return figures
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--order-items", type=int, default=50_000)
     parser.add_argument("--days", type=int, default=30)
+    parser.add_argument("--baseline", metavar="REF", help="also measure the project at git REF")
+    parser.add_argument("--top", type=int, default=8, help="slowest nodes listed per build")
     parser.add_argument("--keep", action="store_true", help="keep the temporary home")
     args = parser.parse_args()
 
     home = Path(tempfile.mkdtemp(prefix="bench-main-"))
     scale = ["--order-items", str(args.order_items), "--days", str(args.days)]
     try:
+        print(f"load average at start: {_load()}", flush=True)
         generate = timed(home, "generate", *scale)
         run = timed(home, "run", *scale)
+        run_dbt = json.loads((home / "target" / "run_results.json").read_text())["elapsed_time"]
+        run_load = _load()
         build = timed(home, "build")
         with duckdb.connect(str(home / "warehouse_dev.duckdb"), read_only=True) as con:
             rows = con.execute("select count(*) from raw_shop.order_items").fetchone()[0]
-        # dbt models only (no tests), as full rebuild, to compare like with like
-        models_only = timed(home, "build", "--select", "resource_type:model")
-        plan = raw_sql_models(home)
-        raw = run_raw_sql(home / "warehouse_dev.duckdb", plan)
-        print(f"scale: {rows:,} order items over {args.days} days  (wall s / CPU s)")
-        for label, (wall, cpu) in [
-            ("generate sample data", generate),
-            ("main command (ingest + dbt build)", run),
-            ("dbt build (models + tests)", build),
-            (f"dbt build of the {len(plan)} models only", models_only),
-            ("same models as raw DuckDB SQL", raw),
-        ]:
-            print(f"{label:<36} {wall:8.2f} / {cpu:8.2f}")
-        print(f"{'ratio dbt models / raw SQL':<36} {models_only[0] / raw[0]:8.1f} x wall, "
-              f"{models_only[1] / raw[1]:.1f} x CPU")
+        variants = {"this checkout": REPO_ROOT}
+        if args.baseline:
+            variants = {
+                f"baseline {args.baseline}": export_project(args.baseline, home / "baseline"),
+                **variants,
+            }
+        figures = compare(home, variants, args.top)
+
+        print(f"scale: {rows:,} order items over {args.days} days")
+        print("| step | wall s | CPU s | load (1/5/15 min) |")
+        print("|---|---:|---:|---|")
+        print(f"| generate sample data | {generate[0]:.2f} | {generate[1]:.2f} | |")
+        print(f"| main command `dataops run` (ingest + dbt build) | {run[0]:.2f} | {run[1]:.2f} "
+              f"| {run_load} |")
+        print(f"| of which `dbt build` (run_results elapsed) | {run_dbt:.2f} | | |")
+        print(f"| of which ingestion and start-up (the rest) | {run[0] - run_dbt:.2f} | | |")
+        print(f"| `dbt build` again (models + tests, nothing new landed) | {build[0]:.2f} "
+              f"| {build[1]:.2f} | |")
+        for name, item in figures.items():
+            (mw, mc), (rw, rc), (tw, tc) = item["models"], item["raw"], item["tested"]
+            count = len(item["plan"])
+            print(f"| {name}: dbt build of the {count} models (`--full-refresh`, hooks and "
+                  f"contracts, no tests) | {mw:.2f} | {mc:.2f} | {item['load']} |")
+            print(f"| {name}: same models as raw DuckDB SQL | {rw:.2f} | {rc:.2f} | |")
+            print(f"| {name}: **ratio dbt models / raw** | **{mw / rw:.2f}x** | **{mc / rc:.2f}x** "
+                  "| |")
+            print(f"| {name}: the same with their tests and unit tests | {tw:.2f} | {tc:.2f} | |")
+            print(f"| {name}: ratio dbt models + tests / raw models | {tw / rw:.2f}x "
+                  f"| {tc / rc:.2f}x | |")
+        for name, item in figures.items():
+            for label, key in (("models", "nodes"), ("models + tests", "tested_nodes")):
+                print(f"slowest nodes, {name}, {label}: " + ", ".join(
+                    f"{uid.split('.')[2]} {seconds:.2f}s" for seconds, uid in item[key]))
+        for name, item in figures.items():
+            print(f"per model, {name} (wall s): dbt node execution_time / raw SQL statement")
+            for seconds, uid in item["all_nodes"]:
+                short = uid.split(".")[2]
+                raw = item["raw_each"].get(short)
+                print(f"  {short:<40} {seconds:7.2f} / " + (f"{raw:7.2f}" if raw else "      -"))
+        print(f"load average at end: {_load()}")
     finally:
         if args.keep:
             print(f"kept {home}")

@@ -8,13 +8,25 @@ import time
 from collections.abc import Sequence
 
 from dataops.cicd.commands import add_commands as add_cicd_commands
-from dataops.core.settings import TARGETS, Settings, load_settings
+from dataops.core.settings import (
+    PUBLISHED_TARGETS,
+    TARGETS,
+    Settings,
+    SettingsError,
+    load_settings,
+)
 from dataops.dbt.commands import add_dbt_commands
 from dataops.dbt.runner import DbtOutcome, dbt_args, run_dbt
 from dataops.engines import cli as engines_cli
+from dataops.extract import commands as extract_commands
+from dataops.extract import onboarding as extract_onboarding
+from dataops.extract.pipeline import ExtractError, extract_sources
 from dataops.ingestion.commands import add_replay_command
 from dataops.ingestion.loader import IngestionSummary, WarehouseLocked, ingest
 from dataops.observability.commands import add_commands as add_observability_commands
+from dataops.publishing import wap
+from dataops.publishing.commands import add_commands as add_publishing_commands
+from dataops.publishing.releases import PublishingError
 from dataops.rules.commands import add_lint_commands
 from dataops.sources import onboarding
 from dataops.sources import sync as staging_sync
@@ -89,25 +101,47 @@ def _print_dbt(outcome: DbtOutcome) -> None:
         print(f"  dbt error: {outcome.exception}")
 
 
-def cmd_build(args: argparse.Namespace, settings: Settings) -> int:
-    outcome = run_dbt(settings, dbt_args("build", settings.target, select=args.select or ()))
+def _dbt_build(settings: Settings, select: Sequence[str], trigger: str) -> tuple[DbtOutcome, bool]:
+    """`dbt build` on the target; on a published target (prod) as a release: built and tested
+    in its own schemas, published only when everything passed (dataops/publishing/)."""
+    if settings.target not in PUBLISHED_TARGETS:
+        outcome = run_dbt(settings, dbt_args("build", settings.target, select=select))
+        _print_dbt(outcome)
+        return outcome, outcome.success
+    try:
+        result, outcome = wap.build_release(settings, trigger=trigger, select=select)
+    except PublishingError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return DbtOutcome(success=False, exception=str(error)), False
     _print_dbt(outcome)
-    return 0 if outcome.success else 1
+    for line in wap.describe(result):
+        print(line)
+    return outcome, result.published
+
+
+def cmd_build(args: argparse.Namespace, settings: Settings) -> int:
+    _, ok = _dbt_build(settings, args.select or (), "build")
+    return 0 if ok else 1
 
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
-    """The main job: sample data if none landed, ingest what is new, dbt build, summary."""
+    """The main job: extract database/API sources, sample data if none landed, ingest what is
+    new, dbt build, summary."""
     started = time.perf_counter()
+    registry = load_registry()
+    extract_errors = []
+    if extract_sources(registry):
+        print("Extract (dlt):")
+        extract_errors = extract_commands.run_extracts(settings, registry)
     if not _landed_anything(settings):
         print(f"No landed files under {settings.landing_dir}: generating the sample shop data.")
         args.overwrite = False
         cmd_generate(args, settings)
     summary = ingest(settings.warehouse_path, settings.landing_dir, load_registry())
     _print_ingestion(summary)
-    outcome = run_dbt(settings, dbt_args("build", settings.target))
-    _print_dbt(outcome)
+    outcome, built = _dbt_build(settings, (), "run")
     elapsed = time.perf_counter() - started
-    status = "OK" if outcome.success and not summary.errors else "FAILED"
+    status = "OK" if built and not summary.errors and not extract_errors else "FAILED"
     print(
         f"{status} in {elapsed:.1f} s "
         f"(target {settings.target}, warehouse {settings.warehouse_path})"
@@ -141,7 +175,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--target", choices=TARGETS, help="dbt target (default $DBT_TARGET or dev)")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    run = commands.add_parser("run", help="the main job: generate if empty, ingest, dbt build")
+    run = commands.add_parser(
+        "run", help="the main job: extract, generate if empty, ingest, dbt build"
+    )
     _add_generate_options(run)
     run.set_defaults(func=cmd_run)
 
@@ -151,6 +187,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_generate_options(generate)
     generate.add_argument("--overwrite", action="store_true", help="replace existing sample files")
     generate.set_defaults(func=cmd_generate)
+
+    extract_commands.add_parser(commands)  # extract [source ...]
 
     ingest_parser = commands.add_parser("ingest", help="load new landed files into raw tables")
     ingest_parser.add_argument(
@@ -169,11 +207,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--check", action="store_true", help="fail when files and declarations differ"
     )
     sync.set_defaults(func=cmd_sources)
-    onboarding.add_parser(sources_commands)  # sources add <name> --sample <file>
+    onboarding.add_parser(sources_commands)  # sources add <name> --sample <file> | --all
+    extract_onboarding.add_arguments(sources_commands)  # ... | --postgres ENV | --api ENV
     add_lint_commands(commands)  # lint sql|rules
     add_dbt_commands(commands)  # dbt prepare (the manifest Dagster loads)
     engines_cli.add_parser(commands)
     add_cicd_commands(commands)  # pr build|report|teardown, janitor, deploy
+    add_publishing_commands(commands)  # releases, rollback
     add_observability_commands(commands)  # report, elementary setup|report
     add_replay_command(commands)  # replay <quarantined file>
     return parser
@@ -184,12 +224,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = load_settings(args.target)
         return args.func(args, settings)
-    except DeclarationError as error:
+    except (DeclarationError, SettingsError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except WarehouseLocked as error:
         print(f"error: {error}", file=sys.stderr)
         return 3
+    except ExtractError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 4
 
 
 if __name__ == "__main__":

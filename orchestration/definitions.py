@@ -18,6 +18,7 @@ from dataops.core.settings import load_settings
 from dataops.dbt.manifest import load_manifest, manifest_path
 from dataops.sources.registry import load_registry
 from orchestration.assets.dbt import build_dbt_assets
+from orchestration.assets.extract import build_extract_assets, build_extract_schedules
 from orchestration.assets.ingestion import (
     LANDING_PREFIX,
     build_ingestion_assets,
@@ -41,13 +42,15 @@ def build_definitions() -> Definitions:
     daily_job = build_daily_job(executable)
     return Definitions(
         assets=[
-            *landing_specs(tables, settings, owners),
+            # landing folders: watched for delivered files, materialised by dlt for extracts
+            *landing_specs([t for t in tables if t.extract_source is None], settings, owners),
+            *build_extract_assets(tables, owners),
             build_ingestion_assets(tables, owners),
             *build_dbt_assets(manifest, settings),
         ],
         asset_checks=build_freshness_checks(manifest),
         jobs=[daily_job],
-        schedules=[build_daily_schedule(daily_job)],
+        schedules=[build_daily_schedule(daily_job), *build_extract_schedules(tables)],
         sensors=[
             build_landing_sensor(tables, executable),
             run_failure_alert,

@@ -19,6 +19,8 @@ from dataops.cicd import janitor as janitor_module
 from dataops.cicd import pr, report
 from dataops.cicd.environments import CicdError, load_layout
 from dataops.core.settings import Settings
+from dataops.publishing import wap
+from dataops.publishing.releases import PublishingError
 
 
 def handle_errors(func: Callable[[argparse.Namespace, Settings], int]) -> Callable:
@@ -123,17 +125,21 @@ def cmd_janitor(args: argparse.Namespace, settings: Settings) -> int:
 @handle_errors
 def cmd_deploy(args: argparse.Namespace, settings: Settings) -> int:
     layout = load_layout()
-    deployment = deploy_module.deploy(layout, docs=not args.no_docs)
+    try:
+        deployment = deploy_module.deploy(layout, docs=not args.no_docs, load_raw=args.ingest)
+    except PublishingError as error:
+        raise CicdError(str(error)) from error
     outcome = deployment.outcome
+    if deployment.ingestion is not None:
+        loaded = sum(t.files_loaded for t in deployment.ingestion.tables.values())
+        print(f"deploy: loaded {loaded} new landed file(s) into prod's raw tables")
     print(
-        f"deploy: {outcome.count('model', 'success')} models built in prod "
-        f"({layout.prod_warehouse}), "
+        f"deploy: {outcome.count('model', 'success')} models built for release "
+        f"{deployment.release.name} of prod ({layout.prod_warehouse}), "
         f"{outcome.count('test', 'pass') + outcome.count('unit_test', 'pass')} tests passed"
     )
-    for failure in outcome.failures:
-        print(f"  FAILED {failure}")
-    if outcome.exception:
-        print(f"  dbt error: {outcome.exception}")
+    for line in wap.describe(deployment.release):
+        print(line)
     if not deployment.published:
         print(f"Not published: {layout.prod_manifest} still holds the previous deploy's manifest.")
         return 1
@@ -200,7 +206,13 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     janitor.set_defaults(func=cmd_janitor)
 
     deploy = commands.add_parser(
-        "deploy", help="build prod and publish the manifest PR builds defer to, and the docs"
+        "deploy",
+        help="build, audit and publish a prod release, then the manifest PR builds defer to",
     )
     deploy.add_argument("--no-docs", action="store_true", help="skip dbt docs generate")
+    deploy.add_argument(
+        "--ingest",
+        action="store_true",
+        help="first load new landed files into prod's raw tables (a fresh prod: empty to release)",
+    )
     deploy.set_defaults(func=cmd_deploy)

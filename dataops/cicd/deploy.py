@@ -1,8 +1,10 @@
-"""`dataops deploy`: build prod, then publish the manifest PR builds defer to, and the docs.
+"""`dataops deploy`: a prod release (write -> audit -> publish), then the manifest and the docs.
 
-The manifest is published only after a green build, atomically (write beside, then
-``os.replace``), so a PR build never compares against a half-written file or against code whose
-models failed to build in prod.
+The build goes to the release's own schemas and every test, unit test and contract runs there
+(dataops/publishing/); only a release that passes is switched in, in one transaction. Then the
+manifest PR builds defer to is published atomically (written beside, then ``os.replace``) with
+the published relation names, so a PR build never compares against a half-written file or
+against code whose models failed their audit in prod.
 """
 
 from __future__ import annotations
@@ -14,16 +16,18 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from dataops.cicd.environments import Layout, connect, git_commit
-from dataops.core.events import ensure_events, record_event
-from dataops.core.settings import load_settings
+from dataops.cicd.environments import CicdError, Layout
+from dataops.core.settings import Settings, load_settings
 from dataops.dbt.runner import DbtOutcome, dbt_args, run_dbt
+from dataops.ingestion.loader import IngestionSummary, ingest
+from dataops.publishing import wap
+from dataops.sources.registry import SourceTable, load_registry
 
 DOCS_FILES = ("index.html", "catalog.json", "manifest.json", "run_results.json")
 
 
 def deploy_args(layout: Layout, command: str = "build") -> list[str]:
-    """dbt arguments of the prod build (or `docs generate`) with the deploy target folder."""
+    """dbt arguments of a prod command (`docs generate`) with the deploy target folder."""
     *group, last = command.split()
     return [*group, *dbt_args(last, "prod", extra=["--target-path", str(layout.deploy_target_dir)])]
 
@@ -35,55 +39,81 @@ def _publish(source: Path, destination: Path) -> None:
     os.replace(partial, destination)
 
 
+def _publish_json(data: dict, destination: Path) -> None:
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    partial = destination.with_name(f".{destination.name}.partial")
+    partial.write_text(json.dumps(data))
+    os.replace(partial, destination)
+
+
+def missing_raw_tables(settings: Settings, tables: list[SourceTable]) -> list[str]:
+    """Declared raw tables (``raw_shop.orders``) the prod warehouse does not have yet."""
+    wanted = {(t.schema, t.name) for t in tables}
+    if not settings.warehouse_path.exists():
+        return sorted(f"{s}.{n}" for s, n in wanted)
+    with wap.connect(settings) as con:
+        present = set(
+            con.execute(
+                "select table_schema, table_name from information_schema.tables "
+                "where table_catalog = current_database()"
+            ).fetchall()
+        )
+    return sorted(f"{s}.{n}" for s, n in wanted - present)
+
+
 @dataclass
 class Deployment:
     outcome: DbtOutcome
-    published: bool
+    release: wap.ReleaseResult
+    ingestion: IngestionSummary | None = None
     docs_outcome: DbtOutcome | None = None
 
+    @property
+    def published(self) -> bool:
+        return self.release.published
 
-def deploy(layout: Layout, *, docs: bool = True) -> Deployment:
-    """Build prod; when green, generate docs and publish manifest, deploy record and docs."""
+
+def deploy(layout: Layout, *, docs: bool = True, load_raw: bool = False) -> Deployment:
+    """Load prod's raw files (``load_raw``), build and audit a release, publish it when green;
+    then the manifest PR builds defer to, the deploy record and the docs."""
     settings = load_settings("prod")
-    commit = git_commit()
-    started_at = datetime.now(UTC).replace(tzinfo=None)
-    outcome = run_dbt(settings, deploy_args(layout))
-    docs_outcome = None
-    published = False
-    if outcome.success:
-        target = layout.deploy_target_dir
-        docs_dir = layout.prod_state_dir / "docs"
-        # The manifest of the build itself: the one whose relations prod now holds.
-        _publish(target / "manifest.json", layout.prod_manifest)
-        if docs:
-            docs_outcome = run_dbt(settings, deploy_args(layout, "docs generate"))
-        if docs_outcome is not None and docs_outcome.success:
-            for name in DOCS_FILES:
-                if (target / name).is_file():
-                    _publish(target / name, docs_dir / name)
-        record = {
-            "commit": commit,
-            "started_at": started_at.isoformat(),
-            "deployed_at": datetime.now(UTC).replace(tzinfo=None).isoformat(),
-            "warehouse": str(layout.prod_warehouse),
-            "models": outcome.count("model", "success"),
-        }
-        partial = layout.prod_state_dir / ".deploy.json.partial"
-        partial.write_text(json.dumps(record, indent=2) + "\n")
-        os.replace(partial, layout.prod_state_dir / "deploy.json")
-        published = True
-    with connect(layout.prod_warehouse) as con:
-        ensure_events(con)
-        record_event(
-            con,
-            "cicd.deploy",
-            status="published" if published else "failed",
-            message=f"commit {commit}" if commit else None,
-            details={
-                "commit": commit,
-                "failures": outcome.failures,
-                "exception": outcome.exception,
-                "manifest": str(layout.prod_manifest),
-            },
+    tables = load_registry()
+    summary = None
+    if load_raw:
+        summary = ingest(settings.warehouse_path, settings.landing_dir, tables)
+        if summary.errors:
+            raise CicdError(
+                "Loading prod's raw files failed, nothing built: " + "; ".join(summary.errors)
+            )
+    missing = missing_raw_tables(settings, tables)
+    if missing:
+        raise CicdError(
+            f"Prod ({settings.warehouse_path}) has no raw tables {', '.join(missing)}: load the "
+            f"files landed in {settings.landing_dir} first, with `dataops deploy --ingest` (loads, "
+            "then deploys) or `dataops --target prod ingest`."
         )
-    return Deployment(outcome, published, docs_outcome)
+    started_at = datetime.now(UTC).replace(tzinfo=None)
+    result, outcome = wap.build_release(settings, trigger="deploy")
+    deployment = Deployment(outcome, result, summary)
+    if not result.published:
+        return deployment
+    manifest = json.loads((result.target_dir / "manifest.json").read_text())
+    # The manifest PR builds defer to, at the published names readers and PR builds use.
+    _publish_json(wap.published_manifest(manifest), layout.prod_manifest)
+    if docs:
+        deployment.docs_outcome = run_dbt(settings, deploy_args(layout, "docs generate"))
+        if deployment.docs_outcome.success:
+            for name in DOCS_FILES:
+                if (layout.deploy_target_dir / name).is_file():
+                    _publish(layout.deploy_target_dir / name, layout.prod_state_dir / "docs" / name)
+    record = {
+        "commit": wap.git_commit(),
+        "release": result.name,
+        "started_at": started_at.isoformat(),
+        "deployed_at": datetime.now(UTC).replace(tzinfo=None).isoformat(),
+        "warehouse": str(layout.prod_warehouse),
+        "models": outcome.count("model", "success"),
+        "switch_seconds": result.switch_seconds,
+    }
+    _publish_json(record, layout.prod_state_dir / "deploy.json")
+    return deployment

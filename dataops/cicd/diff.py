@@ -17,8 +17,9 @@ import duckdb
 from dataops.core.sql import quote_identifier
 
 
-def primary_key(manifest: dict[str, Any], unique_id: str) -> str | None:
-    """The primary-key column of a model from its tests, constraints or source declaration."""
+def primary_key(manifest: dict[str, Any], unique_id: str) -> str | list[str] | None:
+    """The primary-key column of a model (a list for a composite key) from its tests, constraints
+    or source declaration."""
     node = manifest["nodes"].get(unique_id) or {}
     for constraint in node.get("constraints") or []:
         if constraint.get("type") == "primary_key" and len(constraint.get("columns") or []) == 1:
@@ -32,6 +33,12 @@ def primary_key(manifest: dict[str, Any], unique_id: str) -> str | None:
             continue
         test_name = (test.get("test_metadata") or {}).get("name")
         column = test.get("column_name")
+        if test_name == "primary_key":  # tests/dbt/generic/test_primary_key.sql
+            columns = ((test.get("test_metadata") or {}).get("kwargs") or {}).get("columns")
+            if isinstance(columns, list) and columns:
+                return columns[0] if len(columns) == 1 else list(columns)
+            if isinstance(columns, str):
+                return columns
         if test_name in ("unique", "not_null") and column:
             tested.setdefault(column, set()).add(test_name)
     keys = sorted(c for c, names in tested.items() if names == {"unique", "not_null"})
@@ -44,17 +51,24 @@ def primary_key(manifest: dict[str, Any], unique_id: str) -> str | None:
                 **(source.get("meta") or {}),
                 **((source.get("config") or {}).get("meta") or {}),
             }
-            if isinstance(meta.get("primary_key"), str):
+            if isinstance(meta.get("primary_key"), str | list):
                 return meta["primary_key"]
     return None
 
 
-def keyed_diff_sql(pr_relation: str, prod_relation: str, key: str, columns: list[str]) -> str:
+def keyed_diff_sql(
+    pr_relation: str, prod_relation: str, key: str | list[str], columns: list[str]
+) -> str:
     """One row: added, removed, changed rows, then one changed-value count per column.
 
-    Columns are compared with ``is distinct from`` (null = null), over the rows present in both.
+    Rows match on every key column (a composite key is a list). Columns are compared with
+    ``is distinct from`` (null = null), over the rows present in both.
     """
-    k = quote_identifier(key)
+    keys = [key] if isinstance(key, str) else list(key)
+    k = quote_identifier(keys[0])
+    join_on = " and ".join(
+        f"pr_rows.{quote_identifier(c)} = prod_rows.{quote_identifier(c)}" for c in keys
+    )
     flags = ",\n        ".join(
         f"pr_rows.{quote_identifier(c)} is distinct from prod_rows.{quote_identifier(c)} "
         f"as {quote_identifier('changed__' + c)}"
@@ -75,7 +89,7 @@ matched as (
         pr_rows.{k} is null as only_in_prod{"," if columns else ""}
         {flags}
     from pr_rows
-    full outer join prod_rows on pr_rows.{k} = prod_rows.{k}
+    full outer join prod_rows on {join_on}
 )
 select
     sum(case when only_in_pr then 1 else 0 end) as added,
@@ -130,10 +144,11 @@ def diff_model(
     change: str,
     pr_relation: str,
     prod_relation: str | None,
-    key: str | None,
+    key: str | list[str] | None,
 ) -> ModelDiff:
     """Compare one PR relation with its prod counterpart (None: the model is new)."""
-    diff = ModelDiff(name=name, change=change, key=key)
+    keys = [key] if isinstance(key, str) else list(key or [])
+    diff = ModelDiff(name=name, change=change, key=", ".join(keys) or None)
     pr_columns = _columns(con, pr_relation)
     [(diff.pr_rows,)] = con.execute(f"select count(*) from {pr_relation}").fetchall()
     if prod_relation is None:
@@ -153,8 +168,8 @@ def diff_model(
     diff.columns_retyped = [
         (c, prod_columns[c], pr_columns[c]) for c in common if prod_columns[c] != pr_columns[c]
     ]
-    if key and key in common:
-        compared = [c for c in common if c != key]
+    if keys and all(k in common for k in keys):
+        compared = [c for c in common if c not in keys]
         try:
             row = con.execute(keyed_diff_sql(pr_relation, prod_relation, key, compared)).fetchone()
         except duckdb.Error:  # retyped columns that do not compare: compare their text
@@ -170,7 +185,7 @@ def diff_model(
             "no primary key: give one column both a unique and a not_null test "
             "for a row-by-row diff; rows compared whole"
             if not key
-            else f"primary key {key!r} is not in both versions; rows compared whole"
+            else f"primary key {diff.key!r} is not in both versions; rows compared whole"
         )
         if common:
             row = con.execute(set_diff_sql(pr_relation, prod_relation, common)).fetchone()

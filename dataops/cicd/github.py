@@ -14,13 +14,14 @@ import urllib.request
 from typing import Any
 
 from dataops.cicd.environments import CicdError
+from dataops.core.secrets import read_secret
 
 REPORT_MARKER = "<!-- dataops-pr-report -->"
 MAX_COMMENT = 65_000  # GitHub refuses comments over 65,536 characters
 
 
 def _config() -> tuple[str, str, str]:
-    token = os.environ.get("GITHUB_TOKEN")
+    token = read_secret("GITHUB_TOKEN")  # or the file named by GITHUB_TOKEN_FILE
     repo = os.environ.get("GITHUB_REPOSITORY")
     api = os.environ.get("GITHUB_API_URL", "https://api.github.com").rstrip("/")
     missing = [

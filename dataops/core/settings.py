@@ -15,6 +15,12 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 PROJECT_DIR = REPO_ROOT  # the dbt project lives at the repo root
 PROFILES_DIR = REPO_ROOT / "profiles"
 TARGETS = ("dev", "ci", "prod")
+# Targets whose warehouse is published to readers: their home must be stated, absolute.
+PUBLISHED_TARGETS = ("prod",)
+
+
+class SettingsError(ValueError):
+    """A setting cannot be used as given; the message names the variable and what to set."""
 
 
 @dataclass(frozen=True)
@@ -45,7 +51,15 @@ def load_settings(target: str | None = None) -> Settings:
     """
     target = target or os.environ.get("DBT_TARGET", "dev")
     if target not in TARGETS:
-        raise ValueError(f"Unknown target {target!r}: expected one of {', '.join(TARGETS)}.")
-    home = Path(os.environ.get("DATAOPS_HOME", REPO_ROOT / ".dataops")).resolve()
+        raise SettingsError(f"Unknown target {target!r}: expected one of {', '.join(TARGETS)}.")
+    raw_home = os.environ.get("DATAOPS_HOME")
+    if target in PUBLISHED_TARGETS and raw_home is not None and not Path(raw_home).is_absolute():
+        # An unset CI variable arrives as "" and would put prod's warehouse inside the checkout.
+        raise SettingsError(
+            f"DATAOPS_HOME={raw_home!r} for the {target} target: set it to an absolute folder "
+            "that outlives the checkout (e.g. /srv/dataops), or unset it to use "
+            f"{REPO_ROOT / '.dataops'} on a developer machine."
+        )
+    home = Path(raw_home or REPO_ROOT / ".dataops").resolve()
     landing = Path(os.environ.get("DATAOPS_LANDING", home / "landing")).resolve()
     return Settings(home=home, landing_dir=landing, target=target)

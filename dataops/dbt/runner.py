@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dataops.core.secrets import SECRETS, resolve_files
 from dataops.core.settings import PROFILES_DIR, PROJECT_DIR, Settings
 
 # Keep every dbt run quiet and offline: no usage statistics, no version check against PyPI.
@@ -78,6 +79,8 @@ def dbt_env(
         env["DBT_TARGET_PATH"] = str(target_path)
         env["DBT_LOG_PATH"] = str(target_path / "logs")
     env.update(extra or {})
+    # dbt's env_var() reads DBT_ENV_SECRET_* itself: give it the content of their *_FILE.
+    resolve_files(env, [name for name in SECRETS if name.startswith("DBT_ENV_SECRET_")])
     return env
 
 

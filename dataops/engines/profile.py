@@ -13,6 +13,7 @@ from typing import Any
 import jinja2
 import yaml
 
+from dataops.core.secrets import SECRETS, read_secret
 from dataops.core.settings import PROFILES_DIR
 
 PROFILE_NAME = "dataops"
@@ -23,7 +24,11 @@ class ProfileError(ValueError):
 
 
 def _env_var(name: str, default: str | None = None) -> str:
-    if name in os.environ:
+    if name in SECRETS:  # a secret may also come from the file named by <name>_FILE
+        secret = read_secret(name)
+        if secret is not None:
+            return secret
+    elif name in os.environ:
         return os.environ[name]
     if default is None:
         raise ProfileError(

@@ -742,7 +742,7 @@ def validate(
                     "meaning (no rounding, offsets converted to UTC, within range)",
                 )
             )
-        if column.staged_name == table.primary_key:
+        if column.staged_name in table.primary_key:
             key_text = text if column.is_string else raw
             blank = (
                 f" or trim(cast({raw} as varchar)) = ''" if file_type.upper() == "VARCHAR" else ""
@@ -752,7 +752,7 @@ def validate(
                     "primary_key_null",
                     column.name,
                     f"{key_text} is null{blank}",
-                    f"primary key {table.primary_key!r} is null or blank",
+                    f"primary key {column.staged_name!r} is null or blank",
                 )
             )
     for name, data_type in staged.columns.items():
@@ -765,14 +765,23 @@ def validate(
                     "value contains a NUL byte",
                 )
             )
-    key_column = next((c for c in declared if c.staged_name == table.primary_key), None)
+    # Every key column (a composite key is several) must be a declared raw column to compare keys.
+    key_columns = [c for c in declared if c.staged_name in table.primary_key]
+    key_column = key_columns[0] if len(key_columns) == len(table.primary_key) else None
     key = None
     if key_column is not None and landing.duplicate_keys == "quarantine":
         # Keys compare as staging will see them (cast to the declared type: '007' and '7' are
         # one key), which also hashes faster than text.
-        key, _ = _staged_text(key_column, quote_identifier(by_lower[key_column.name.lower()]))
-        if not key_column.is_string:
-            key = f"try_cast({key} as {key_column.data_type})"
+        parts = []
+        for column in key_columns:
+            part, _ = _staged_text(column, quote_identifier(by_lower[column.name.lower()]))
+            parts.append(part if column.is_string else f"try_cast({part} as {column.data_type})")
+        # A composite key compares as one row value; it is null when any part is (null parts
+        # are reported by the null check above).
+        key = parts[0] if len(parts) == 1 else (
+            f"case when {' or '.join(p + ' is null' for p in parts)} then null "
+            f"else row({', '.join(parts)}) end"
+        )
     # One scan counts every failure (each condition evaluated once); the rare failing checks get
     # a second query for their first row and value.
     aggregates = [f"count_if({condition})" for _, _, condition, _ in checks]
@@ -832,7 +841,7 @@ def validate(
         violations.append(
             Violation(
                 "primary_key_duplicate",
-                f"primary key {table.primary_key!r} value {_short(value)!r} appears more than once "
+                f"primary key {table.key_label!r} value {_short(value)!r} appears more than once "
                 f"in the file ({where}); {keys} key(s) repeated over {rows} rows. If this table's "
                 "files legitimately repeat keys, declare duplicate_keys: keep",
                 column=key_column.name,

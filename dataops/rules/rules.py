@@ -12,6 +12,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from dataops.sources.registry import PLACEHOLDER
+
 Node = dict[str, Any]
 Manifest = dict[str, Any]
 
@@ -110,26 +112,35 @@ def _violation(rule_name: str, node: Node, problem: str, fix: str) -> Violation:
     return Violation(rule_name, label, node["unique_id"], node["original_file_path"], problem, fix)
 
 
-def primary_key(node: Node, manifest: Manifest) -> tuple[str | None, str]:
-    """The model's primary key column and where it comes from.
+def described(text: str | None) -> bool:
+    """A real description: not empty and not the draft's placeholder (`dataops sources add`)."""
+    return bool((text or "").strip()) and PLACEHOLDER not in text
+
+
+def primary_key(node: Node, manifest: Manifest) -> tuple[tuple[str, ...] | None, str]:
+    """The model's primary key columns (one, or several for a composite key) and their origin.
 
     `config.meta.primary_key` wins; a staging model takes its source table's
     `config.meta.primary_key` (the registry); otherwise the first column documented in YAML.
     """
     meta = node.get("config", {}).get("meta") or node.get("meta") or {}
     if meta.get("primary_key"):
-        return str(meta["primary_key"]), "config.meta.primary_key"
+        return _key_columns(meta["primary_key"]), "config.meta.primary_key"
     if layer(node) == "staging":
         for uid in upstream(node):
             source = manifest["sources"].get(uid)
             if source and (source.get("meta") or {}).get("primary_key"):
                 key = source["meta"]["primary_key"]
                 where = f"meta.primary_key of source {source_label(source)}"
-                return str(key), where
+                return _key_columns(key), where
     columns = list(node.get("columns", {}))
     if columns:
-        return columns[0], "the first column in YAML"
+        return (columns[0],), "the first column in YAML"
     return None, ""
+
+
+def _key_columns(value: Any) -> tuple[str, ...]:
+    return (str(value),) if isinstance(value, str) else tuple(str(v) for v in value)
 
 
 def column_tests(manifest: Manifest, model_uid: str) -> dict[str, set[str]]:
@@ -143,6 +154,33 @@ def column_tests(manifest: Manifest, model_uid: str) -> dict[str, set[str]]:
         column = node["column_name"].strip('"`').lower()
         tests.setdefault(column, set()).add(node["test_metadata"]["name"])
     return tests
+
+
+def key_tests(manifest: Manifest, model_uid: str) -> list[frozenset[str]]:
+    """The column sets tested by `primary_key` tests (tests/dbt/generic/test_primary_key.sql)."""
+    found = []
+    for node in manifest["nodes"].values():
+        metadata = node.get("test_metadata") or {}
+        if node["resource_type"] != "test" or metadata.get("name") != "primary_key":
+            continue
+        if node.get("attached_node") != model_uid:
+            continue
+        columns = (metadata.get("kwargs") or {}).get("columns") or node.get("column_name")
+        if columns:
+            found.append(frozenset(c.strip('"`').lower() for c in _key_columns(columns)))
+    return found
+
+
+def key_is_tested(manifest: Manifest, model_uid: str, key: tuple[str, ...]) -> list[str]:
+    """What is missing to test the key: [] when a primary_key test covers exactly these columns,
+    or (one-column key) the column has both unique and not_null."""
+    wanted = frozenset(column.lower() for column in key)
+    if wanted in key_tests(manifest, model_uid):
+        return []
+    if len(key) > 1:
+        return [f"primary_key test of ({', '.join(key)})"]
+    found = column_tests(manifest, model_uid).get(key[0].lower(), set())
+    return [name for name in ("unique", "not_null") if name not in found]
 
 
 # --- The rules ----------------------------------------------------------------------------------
@@ -281,7 +319,7 @@ def check_staging_reads_model(manifest: Manifest) -> Iterator[Violation]:
 def check_model_documented(manifest: Manifest) -> Iterator[Violation]:
     for node in models(manifest):
         target = _yaml_hint(node)
-        if not (node.get("description") or "").strip():
+        if not described(node.get("description")):
             yield _violation(
                 "model_documented",
                 node,
@@ -291,14 +329,16 @@ def check_model_documented(manifest: Manifest) -> Iterator[Violation]:
             )
         undocumented = [
             name for name, column in node.get("columns", {}).items()
-            if not (column.get("description") or "").strip()
+            if not described(column.get("description"))
         ]
         if undocumented:
             yield _violation(
                 "model_documented",
                 node,
                 f"columns without a description: {', '.join(undocumented)}",
-                f"add a `description:` to each of these columns in {target}",
+                f"add a `description:` to each of these columns in {target} (a staging "
+                f"model's come from its source declaration: replace its `{PLACEHOLDER}` "
+                "placeholders there and run `dataops sources sync`)",
             )
 
 
@@ -306,24 +346,25 @@ def check_model_documented(manifest: Manifest) -> Iterator[Violation]:
 def check_source_documented(manifest: Manifest) -> Iterator[Violation]:
     for node in sources(manifest):
         missing = []
-        if not (node.get("source_description") or "").strip():
+        if not described(node.get("source_description")):
             missing.append(f"source {node['source_name']!r}")
-        if not (node.get("description") or "").strip():
+        if not described(node.get("description")):
             missing.append(f"table {node['name']!r}")
         missing += [
             f"column {name!r}" for name, column in node.get("columns", {}).items()
-            if not (column.get("description") or "").strip()
+            if not described(column.get("description"))
         ]
         if missing:
             yield _violation(
                 "source_documented",
                 node,
                 f"no description for {', '.join(missing)}",
-                f"add a `description:` to each of them in {node['original_file_path']}",
+                f"add a `description:` to each of them in {node['original_file_path']} "
+                f"(replacing any `{PLACEHOLDER}` placeholder the draft left)",
             )
 
 
-@rule("primary_key_tested", "every model's primary key has unique and not_null tests")
+@rule("primary_key_tested", "every model's primary key is tested (primary_key, or unique+not_null)")
 def check_primary_key_tested(manifest: Manifest) -> Iterator[Violation]:
     for node in models(manifest):
         key, origin = primary_key(node, manifest)
@@ -338,19 +379,21 @@ def check_primary_key_tested(manifest: Manifest) -> Iterator[Violation]:
                 "`data_tests: [unique, not_null]` on it (or set config.meta.primary_key)",
             )
             continue
-        found = column_tests(manifest, node["unique_id"]).get(key.lower(), set())
-        missing = [name for name in ("unique", "not_null") if name not in found]
+        missing = key_is_tested(manifest, node["unique_id"], key)
         if missing:
+            label = key[0] if len(key) == 1 else f"({', '.join(key)})"
             where = (
                 "the source declaration and run `dataops sources sync`"
                 if layer(node) == "staging" else target
             )
+            test = f"- primary_key: {{arguments: {{columns: [{', '.join(key)}]}}}}"
             yield _violation(
                 "primary_key_tested",
                 node,
-                f"primary key {key!r} ({origin}) has no {' or '.join(missing)} test",
-                f"add `data_tests: [unique, not_null]` to column {key!r} in {where}; if the "
-                "key is another column, set `config: {meta: {primary_key: <column>}}`",
+                f"primary key {label!r} ({origin}) has no {' or '.join(missing)} test",
+                f"add the model-level data test `{test}` (or, for one column, "
+                f"`data_tests: [unique, not_null]` on column {label!r}) in {where}; if the "
+                "key is other columns, set `config: {meta: {primary_key: <column or list>}}`",
             )
 
 

@@ -2,8 +2,9 @@
 
 For each declared table this writes the one-line staging model (a call of the ``stage_source``
 macro) and, per source, ``_<source>__models.yml`` with the staging models' columns, descriptions
-and tests (primary key unique + not null, declared column tests). The declaration stays the single
-source of truth: ``check`` fails when a derived file differs from what the declaration gives.
+and tests (the primary_key test of the key columns, declared column tests). The declaration
+stays the single source of truth: ``check`` fails when a derived file differs from what the
+declaration gives.
 """
 
 from __future__ import annotations
@@ -28,12 +29,11 @@ def staging_sql(table: SourceTable) -> str:
 
 def _column_tests(table: SourceTable, column_name: str) -> list:
     tests: list = []
-    if column_name == table.primary_key:
-        tests += ["unique", "not_null"]
     column = next((c for c in table.columns if c.staged_name == column_name), None)
     if column is None:
         return tests
-    if column.meta.not_null and "not_null" not in tests:
+    # Key columns are tested as a whole by the model's primary_key test (no nulls, no repeats).
+    if column.meta.not_null and column_name not in table.primary_key:
         tests.append("not_null")
     if column.meta.accepted_values:
         tests.append(
@@ -58,6 +58,11 @@ def _cast_failures_column(table: SourceTable) -> dict:
             "those values are null in the staged row; a warn-level test reports such rows."
         ),
     }
+
+
+def primary_key_test(table: SourceTable) -> dict:
+    """The key test (tests/dbt/generic/test_primary_key.sql): no null, no repeated combination."""
+    return {"primary_key": {"arguments": {"columns": list(table.primary_key)}}}
 
 
 # Rows with values that failed a safe cast: the build warns with their count, it does not fail.
@@ -93,12 +98,13 @@ def models_yaml(source: str, tables: list[SourceTable]) -> str:
         if table.has_safe_casts:
             columns.append(_cast_failures_column(table))
         description = (
-            f"One row per {table.primary_key}: {table.description.rstrip('.')}. "
+            f"One row per {table.key_label}: {table.description.rstrip('.')}. "
             f"Staged from source {table.key} (latest record per key)."
         )
         model = {"name": table.staging_model, "description": description}
+        model["data_tests"] = [primary_key_test(table)]
         if table.has_safe_casts:
-            model["data_tests"] = [CAST_FAILURES_TEST]
+            model["data_tests"].append(CAST_FAILURES_TEST)
         model["columns"] = columns
         models.append(model)
     body = yaml.safe_dump(

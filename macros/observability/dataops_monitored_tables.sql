@@ -12,7 +12,7 @@
     against its declared columns.
     Returns a list of dicts: node_id, kind (source|model), source_name, table_name, relation,
     measured_relation (the staging model, or the model), loaded_at_field, volume, freshness,
-    schema, sla_warn_hours, sla_error_hours, declared ([{name, data_type}]) and
+    schema, sla_warn_hours, sla_error_hours, declared ([{name, data_type, expression}]) and
     columns ({staged name: [metrics]}).
 -#}
 {% macro dataops_monitored_tables() -%}
@@ -59,7 +59,11 @@
     {%- set declared = [] -%}
     {%- set types = {} -%}
     {%- for column in node.columns.values() -%}
-        {%- do declared.append({'name': column.name, 'data_type': column.data_type}) -%}
+        {#- A column staged from an expression need not exist in the raw table as named. -#}
+        {%- set column_meta = dict(column.meta or {}) -%}
+        {%- do column_meta.update((column.get('config') or {}).get('meta') or {}) -%}
+        {%- do declared.append({'name': column.name, 'data_type': column.data_type,
+            'expression': column_meta.get('expression') is not none}) -%}
         {%- set staged_name = (column.meta or {}).get('rename') or column.name if kind == 'source' else column.name -%}
         {%- do types.update({staged_name: (column.data_type or '') | lower}) -%}
     {%- endfor -%}
@@ -112,7 +116,8 @@
         if kind == 'source' else node -%}
     {{ return({
         'node_id': node.unique_id,
-        'measured_relation': staging.relation_name if staging else none,
+        'measured_relation': (dataops_published_relation(staging.relation_name)
+            if kind == 'source' else staging.relation_name) if staging else none,
         'kind': kind,
         'source_name': node.source_name if kind == 'source' else none,
         'table_name': node.name,

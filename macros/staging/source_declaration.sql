@@ -2,7 +2,7 @@
     Read one table's declaration from the source registry (the sources YAML) out of the graph and
     validate it (the same rules as dataops/sources/registry.py). Returns a dict whose names, types,
     literals and expressions are checked and ready to quote:
-      {source_name, table_name, primary_key, latest_by, has_safe_casts,
+      {source_name, table_name, primary_key (a list of staged names), latest_by, has_safe_casts,
        columns: [{name, staged_name, data_type, is_pii, is_string, is_timestamp, expression,
                   trim, case, values_map: [(code, value)], safe_cast, timezone}],
        derived: [{name, expression, data_type}]}
@@ -103,12 +103,19 @@
             ~ "' is declared twice or reserved for the platform; expected a unique rename.") }}
     {%- endfor -%}
 
-    {%- set primary_key = meta.get('primary_key') -%}
-    {%- if primary_key is none or primary_key not in staged_names -%}
-        {{ exceptions.raise_compiler_error(
-            where ~ ": meta.primary_key is " ~ (primary_key | string)
-            ~ "; expected one of the staged column names " ~ (staged_names | join(', ')) ~ ".") }}
+    {#- primary_key: one column, or a list of columns (a composite key). -#}
+    {%- set declared_key = meta.get('primary_key') -%}
+    {%- set primary_key = [declared_key] if declared_key is string else (declared_key or []) -%}
+    {%- if primary_key is not iterable or primary_key is mapping or primary_key | length == 0 -%}
+        {%- set primary_key = [none] -%}
     {%- endif -%}
+    {%- for key_column in primary_key if key_column not in staged_names
+        or primary_key.count(key_column) > 1 -%}
+        {{ exceptions.raise_compiler_error(
+            where ~ ": meta.primary_key is " ~ (declared_key | string)
+            ~ "; expected one of the staged column names " ~ (staged_names | join(', '))
+            ~ ", or a list of distinct ones.") }}
+    {%- endfor -%}
     {%- set latest_by = (meta.get('dedupe') or {}).get('latest_by') -%}
     {%- if latest_by is not none and latest_by not in staged_names -%}
         {{ exceptions.raise_compiler_error(

@@ -6,17 +6,23 @@
     safe cast per row (`_cast_failures`, only when a column asks for a safe cast), keeps the lineage
     columns, deduplicates to the latest record per primary key (by meta.dedupe.latest_by, then by
     load time) and adds declared derived columns.
+
+    `changed_since` (optional, for the observability hooks): a condition on lineage columns, which
+    are the same in the raw table and in staging (e.g. on `_loaded_at`); only keys with at least one
+    row meeting it are staged. The dedupe ranks whole keys, so each kept key gets exactly the row
+    the full model keeps, at the cost of reading the new rows' keys instead of ranking the whole
+    table.
 -#}
-{% macro stage_source(source_name, table_name) -%}
+{% macro stage_source(source_name, table_name, changed_since=none) -%}
     {%- if not execute -%}
         {#- Parse time: record the lineage edge only; no dispatch, no declaration read (cheap). -#}
         {%- do source(source_name, table_name) -%}
         {{ return('select 1 as _not_compiled') }}
     {%- endif -%}
-    {{ return(adapter.dispatch('stage_source', 'dataops')(source_name, table_name)) }}
+    {{ return(adapter.dispatch('stage_source', 'dataops')(source_name, table_name, changed_since)) }}
 {%- endmacro %}
 
-{% macro default__stage_source(source_name, table_name) -%}
+{% macro default__stage_source(source_name, table_name, changed_since=none) -%}
 {#- source() runs at parse time too, so dbt records the lineage edge. -#}
 {%- set source_relation = source(source_name, table_name) -%}
 {%- if not execute -%}
@@ -32,12 +38,27 @@ select 1 as _not_compiled
     {%- do order_by.append(adapter.quote(decl.latest_by) ~ ' desc') -%}
 {%- endif -%}
 {%- do order_by.extend(['_loaded_at desc', '_file_name desc']) -%}
+{#- changed_since with a one-column key: the raw rows are limited to the changed keys before any
+    column is staged (the staged key expression on both sides, null keys kept together); other
+    keys: the staged rows are limited before ranking. -#}
+{%- set keys = [decl.primary_key] if decl.primary_key is string else decl.primary_key -%}
+{%- set key_columns = decl.columns | selectattr('staged_name', 'in', keys) | list -%}
+{%- set key_expression = staging_column_expression(key_columns[0])
+    if changed_since and keys | length == 1 and key_columns | length == 1 else none -%}
 
 with
 
 source as (
 
     select * from {{ source_relation }}
+    {%- if key_expression %}
+    where {{ key_expression }} in (
+        select {{ key_expression }} from {{ source_relation }} where {{ changed_since }}
+    )
+    or ({{ key_expression }} is null and exists (
+        select 1 from {{ source_relation }} where {{ changed_since }} and {{ key_expression }} is null
+    ))
+    {%- endif %}
 
 ),
 
@@ -66,11 +87,23 @@ ranked as (
     select
         *,
         row_number() over (
-            partition by {{ adapter.quote(decl.primary_key) }}
+            partition by
+                {%- for key_column in decl.primary_key %}
+                {{ adapter.quote(key_column) }}{{ ',' if not loop.last }}
+                {%- endfor %}
             order by {{ order_by | join(', ') }}
         ) as _record_rank
 
     from renamed
+    {%- if changed_since and not key_expression %}
+    where exists (
+        select 1 from renamed as changed
+        where {{ changed_since }}
+        {%- for key in keys %}
+            and changed.{{ adapter.quote(key) }} is not distinct from renamed.{{ adapter.quote(key) }}
+        {%- endfor %}
+    )
+    {%- endif %}
 
 ),
 

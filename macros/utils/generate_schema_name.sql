@@ -4,12 +4,26 @@
     pull request's environment is one schema that can be dropped whole. So does any target whose
     schema is a PR schema (pr_<number>): on a shared server (the postgres target with
     DATAOPS_PG_SCHEMA=pr_<number>) a PR environment is one schema of the shared database.
+
+    A release build (write-audit-publish, dataops/publishing/) sets the var `dataops_release`
+    (`r<id>`): every model then goes to the release's own physical schema `<schema>__r<id>`, where
+    readers do not look; publishing re-points the published `<schema>.<name>` views to it.
 -#}
 {% macro generate_schema_name(custom_schema_name, node) -%}
-    {%- if target.name == 'ci' or modules.re.fullmatch('pr_[0-9]+', target.schema | trim)
-        or custom_schema_name is none -%}
+    {%- set release = var('dataops_release', none) -%}
+    {%- if target.name == 'ci' or modules.re.fullmatch('pr_[0-9]+', target.schema | trim) -%}
         {{ target.schema | trim }}
     {%- else -%}
-        {{ custom_schema_name | trim }}
+        {%- set base = (target.schema if custom_schema_name is none else custom_schema_name) | trim -%}
+        {%- if release -%}
+            {%- if not modules.re.fullmatch('r[1-9][0-9]*', release | string) -%}
+                {{ exceptions.raise_compiler_error(
+                    "var dataops_release must look like r<id> (r1, r2, ...), got '"
+                    ~ release ~ "'") }}
+            {%- endif -%}
+            {{ base }}__{{ release }}
+        {%- else -%}
+            {{ base }}
+        {%- endif -%}
     {%- endif -%}
 {%- endmacro %}

@@ -5,6 +5,11 @@ Models declaring ``config.meta.partitions`` (the incremental fact ``fct_order_it
 separate, daily-partitioned asset definition: a run for a partition or a range of partitions
 (a backfill) passes the range to dbt as ``--vars '{"min_date": ..., "max_date": ...}'``; a run
 without partitions (landing sensor, daily schedule) keeps the model's own incremental logic.
+
+On the prod target every dbt step is a release (dataops/publishing/): the step builds and tests
+its selection in the release's own schemas and publishes it only when every test passed; a
+failing test publishes nothing, records no materialisation, and fails the step naming the test,
+so the steps downstream of it do not run.
 """
 
 import json
@@ -12,10 +17,19 @@ from collections.abc import Iterator, Mapping
 from datetime import date, timedelta
 from typing import Any
 
-from dagster import AssetExecutionContext, AssetsDefinition, BackfillPolicy
+from dagster import (
+    AssetCheckEvaluation,
+    AssetCheckResult,
+    AssetExecutionContext,
+    AssetsDefinition,
+    BackfillPolicy,
+    Failure,
+    MetadataValue,
+)
 from dagster_dbt import DbtCliResource, DbtProject, dbt_assets
 
-from dataops.core.settings import PROFILES_DIR, PROJECT_DIR, Settings
+from dataops.core.settings import PROFILES_DIR, PROJECT_DIR, PUBLISHED_TARGETS, Settings
+from dataops.publishing.wap import PUBLISHED_TYPES, ReleaseBuild
 from orchestration.assets.translator import DataopsTranslator, daily_partitions, partitions_meta
 from orchestration.resources import WAREHOUSE_POOL
 
@@ -27,12 +41,80 @@ def partition_vars(first_day: date, last_day: date) -> dict[str, str]:
     return {"min_date": first_day.isoformat(), "max_date": last_day.isoformat()}
 
 
-def build_args(partition_window: tuple[date, date] | None) -> list[str]:
-    """``dbt build`` arguments for a run; a partition window (start, exclusive end) adds vars."""
-    if partition_window is None:
+def build_args(
+    partition_window: tuple[date, date] | None, extra_vars: Mapping[str, str] | None = None
+) -> list[str]:
+    """``dbt build`` arguments for a run; a partition window (start, exclusive end) adds vars,
+    and so does a release (``extra_vars``: its ``dataops_release``)."""
+    dbt_vars = dict(extra_vars or {})
+    if partition_window is not None:
+        start, end = partition_window
+        dbt_vars.update(partition_vars(start, end - timedelta(days=1)))
+    if not dbt_vars:
         return ["build"]
-    start, end = partition_window
-    return ["build", "--vars", json.dumps(partition_vars(start, end - timedelta(days=1)))]
+    return ["build", "--vars", json.dumps(dbt_vars, sort_keys=True)]
+
+
+def selected_unique_ids(
+    context: AssetExecutionContext, manifest: Mapping[str, Any], translator: DataopsTranslator
+) -> set[str]:
+    """The dbt models, seeds and snapshots this step builds (its selected assets)."""
+    keys = context.selected_asset_keys
+    return {
+        uid
+        for uid, node in manifest.get("nodes", {}).items()
+        if node.get("resource_type") in PUBLISHED_TYPES and translator.get_asset_key(node) in keys
+    }
+
+
+def build_and_publish(
+    context: AssetExecutionContext,
+    dbt: DbtCliResource,
+    settings: Settings,
+    manifest: Mapping[str, Any],
+    translator: DataopsTranslator,
+    window: tuple[date, date] | None = None,
+) -> Iterator[Any]:
+    """One dbt step: in place on dev; on prod a release, published only when all tests pass."""
+    if settings.target not in PUBLISHED_TARGETS:
+        yield from dbt.cli(build_args(window), context=context).stream()
+        return
+    selected = selected_unique_ids(context, manifest, translator)
+    names = sorted(manifest["nodes"][uid]["name"] for uid in selected)
+    with ReleaseBuild(
+        settings,
+        trigger="dagster",
+        selection=" ".join(names) if len(names) <= 12 else f"{len(names)} assets",
+        dagster_run_id=context.run.run_id,
+    ) as release:
+        release.prepare(selected)
+        invocation = dbt.cli(
+            build_args(window, release.dbt_vars),
+            context=context,
+            raise_on_error=False,
+            target_path=release.target_dir,
+        )
+        events = list(invocation.stream())
+        error = invocation.get_error()
+        result = release.finish(invocation.is_successful(), [str(error)] if error else [])
+    if result.published:
+        context.log.info(
+            f"Published release {result.name} ({len(result.built)} relations) in "
+            f"{result.switch_seconds:.3f} s"
+        )
+        yield from events
+        return
+    # Nothing was published: no materialisation is recorded; the checks show what failed.
+    yield from (e for e in events if isinstance(e, (AssetCheckResult, AssetCheckEvaluation)))
+    raise Failure(
+        description=f"Not published: release {result.name} failed its audit: "
+        + "; ".join(result.failures),
+        metadata={
+            "release": result.name,
+            "failures": MetadataValue.json(result.failures),
+            "inspect_schemas": ", ".join(result.schemas),
+        },
+    )
 
 
 def partitioned_models(manifest: Mapping[str, Any]) -> list[str]:
@@ -73,7 +155,7 @@ def build_dbt_assets(manifest: Mapping[str, Any], settings: Settings) -> list[As
     def unpartitioned(name: str, select: str, exclude: str | None) -> AssetsDefinition:
         @dbt_assets(name=name, select=select, exclude=exclude, **common)
         def _dbt(context: AssetExecutionContext, dbt: DbtCliResource) -> Iterator[Any]:
-            yield from dbt.cli(["build"], context=context).stream()
+            yield from build_and_publish(context, dbt, settings, manifest, translator)
 
         return _dbt
 
@@ -108,7 +190,7 @@ def build_dbt_assets(manifest: Mapping[str, Any], settings: Settings) -> list[As
         if context.has_partition_key or context.has_partition_key_range:
             time_window = context.partition_time_window
             window = (time_window.start.date(), time_window.end.date())
-        yield from dbt.cli(build_args(window), context=context).stream()
+        yield from build_and_publish(context, dbt, settings, manifest, translator, window)
 
     return [
         unpartitioned("dbt_upstream_of_partitioned", ancestors, models),

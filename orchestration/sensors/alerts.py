@@ -2,21 +2,18 @@
 ``ALERT_WEBHOOK_URL`` is set, posted to that webhook as JSON (Slack/Teams-style incoming hooks or
 any HTTP endpoint)."""
 
-import json
-import os
-import urllib.error
-import urllib.request
 from typing import Any
 
 import duckdb
 from dagster import DefaultSensorStatus, RunFailureSensorContext, run_failure_sensor
 
 from dataops.core import events
+from dataops.core.alerts import ALERT_WEBHOOK_ENV, post_webhook
+from dataops.core.secrets import read_secret
 from dataops.core.settings import load_settings
 from dataops.core.warehouse import with_warehouse_lock_retry
 from orchestration.sensors.landing import FILES_TAG, SOURCE_TAG
 
-ALERT_WEBHOOK_ENV = "ALERT_WEBHOOK_URL"
 EVENT_TYPE = "dagster.run_failed"
 
 
@@ -38,21 +35,6 @@ def alert_payload(context: RunFailureSensorContext) -> dict[str, Any]:
             f"Dagster run {run.run_id} ({run.job_name}) failed: {context.failure_event.message}"
         ),
     }
-
-
-def post_webhook(url: str, payload: dict[str, Any], timeout: float = 10.0) -> str:
-    """POST the payload as JSON; return "sent (<status>)" or "failed: <reason>" (never raises)."""
-    request = urllib.request.Request(
-        url,
-        data=json.dumps(payload, default=str).encode(),
-        headers={"Content-Type": "application/json"},
-        method="POST",
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return f"sent ({response.status})"
-    except (urllib.error.URLError, OSError) as error:
-        return f"failed: {error}"
 
 
 def record_failure(payload: dict[str, Any], webhook: str | None) -> str:
@@ -90,8 +72,9 @@ def record_failure(payload: dict[str, Any], webhook: str | None) -> str:
 )
 def run_failure_alert(context: RunFailureSensorContext) -> None:
     payload = alert_payload(context)
-    url = os.environ.get(ALERT_WEBHOOK_ENV)
+    url = read_secret(ALERT_WEBHOOK_ENV)  # or the file named by ALERT_WEBHOOK_URL_FILE
     webhook = post_webhook(url, payload) if url else None
     if webhook and webhook.startswith("failed"):
-        context.log.warning(f"Alert webhook {ALERT_WEBHOOK_ENV}={url} {webhook}")
+        # The URL is a credential: name the variable, never its value.
+        context.log.warning(f"Alert webhook ${ALERT_WEBHOOK_ENV} {webhook}")
     record_failure(payload, webhook)

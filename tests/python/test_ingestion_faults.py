@@ -439,7 +439,7 @@ def _reader(path: Path) -> str:
 
 
 def _key_column(table: SourceTable) -> str:
-    return next(c.name for c in table.columns if c.staged_name == table.primary_key)
+    return next(c.name for c in table.columns if c.staged_name == table.primary_key[0])
 
 
 def _check_good_file(con: duckdb.DuckDBPyConnection, table: SourceTable, path: Path) -> None:

@@ -23,7 +23,9 @@ LAYERS = {
     "dataops.ingestion": 2,
     "dataops.rules": 2,
     "dataops.observability": 2,
-    "dataops.cicd": 2,
+    "dataops.publishing": 2,
+    "dataops.extract": 2,
+    "dataops.cicd": 3,  # deploy publishes through dataops.publishing
     "dataops.engines": 3,
     "dataops.cli": 4,
     "dataops.__main__": 5,

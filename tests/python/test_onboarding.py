@@ -18,7 +18,12 @@ import pytest
 import yaml
 
 from dataops.core.settings import REPO_ROOT
-from dataops.sources.onboarding import add_source, declared_type, infer_draft
+from dataops.sources.onboarding import (
+    add_source,
+    declared_type,
+    infer_draft,
+    table_folders,
+)
 from dataops.sources.registry import DeclarationError, parse_sources_file
 from tests.python.conftest import platform_env
 from tests.python.dbt_project_copy import copy_project
@@ -68,7 +73,7 @@ def test_a_latin1_semicolon_export_is_drafted_with_types_names_key_and_pii(tmp_p
     assert columns["contact_id"].name == "Contact ID"
     assert {name for name, c in columns.items() if c.pii} == {"first_name", "e_mail"}
     assert columns["lifetime_value"].expression == "replace(\"Lifetime Value\", ',', '.')"
-    assert draft.primary_key == "contact_id" and draft.latest_by is None
+    assert draft.primary_key == ["contact_id"] and draft.latest_by is None
     assert any("not UTF-8" in note for note in draft.notes)
 
 
@@ -78,7 +83,7 @@ def test_a_repeated_key_gets_the_updated_at_column_as_dedupe(tmp_path: Path):
         "id,name_of_plan,updated_at\n1,basic,2024-01-01 00:00:00\n1,pro,2024-02-01 00:00:00\n"
     )
     draft = infer_draft("billing", sample)
-    assert (draft.primary_key, draft.latest_by) == ("id", "updated_at")
+    assert (draft.primary_key, draft.latest_by) == (["id"], "updated_at")
     assert draft.table == "contacts"
 
 
@@ -93,7 +98,7 @@ def test_jsonl_and_parquet_samples_are_drafted_with_their_types(tmp_path: Path):
         ("at", "timestamp"),
         ("ok", "boolean"),
     ]
-    assert draft.primary_key == "event_id"
+    assert draft.primary_key == ["event_id"]
     parquet = tmp_path / "prices.parquet"
     with duckdb.connect() as con:
         con.execute(
@@ -153,15 +158,68 @@ def test_the_draft_is_a_valid_declaration_with_its_staging_files(tmp_path: Path)
     }
     (table,) = parse_sources_file(folder / "_crm__sources.yml")
     assert (table.primary_key, table.dedupe.latest_by, table.timezone) == (
-        "contact_id",
+        ("contact_id",),
         "updated_at",
         "Europe/Berlin",
     )
     assert (
         folder / "stg_crm__contacts.sql"
     ).read_text() == "{{ stage_source('crm', 'contacts') }}\n"
-    with pytest.raises(DeclarationError, match="already exists"):
+    before = (folder / "_crm__sources.yml").read_text()
+    with pytest.raises(DeclarationError, match="'contacts' is already declared in source 'crm'"):
         add_source(draft, project)
+    assert (folder / "_crm__sources.yml").read_text() == before, "nothing changed"
+
+
+def test_a_table_without_a_single_key_column_gets_a_composite_key(tmp_path: Path):
+    sample = tmp_path / "stock.csv"
+    sample.write_text("supply_id,sku,quantity\n1,A,5\n1,B,7\n2,A,5\n")
+    draft = infer_draft("depot", sample)
+    assert draft.primary_key == ["supply_id", "sku"]
+    assert any("composite primary key (supply_id, sku)" in note for note in draft.notes)
+    chosen = infer_draft("depot", sample, primary_key="sku, supply_id")
+    assert chosen.primary_key == ["sku", "supply_id"]
+    with pytest.raises(DeclarationError, match="--primary-key 'bin': not a column"):
+        infer_draft("depot", sample, primary_key="supply_id,bin")
+
+
+def test_a_second_table_is_added_to_the_reviewed_declaration(tmp_path: Path):
+    project = copy_project(tmp_path / "project")
+    day_1, _ = write_crm_files(tmp_path / "landing")
+    add_source(infer_draft("crm", day_1), project)
+    path = project / "models" / "staging" / "crm" / "_crm__sources.yml"
+    # A person reviews the draft: a comment and a description of their own.
+    drafted = path.read_text()
+    reviewed = drafted.replace(
+        "\n    description: TODO(describe)",
+        "\n    # reviewed by the CRM team\n    description: TODO(describe)",
+    )
+    reviewed = reviewed.replace(
+        "description: TODO(describe) Contact ID as delivered in the contacts files.",
+        "description: Contact number in the CRM.",
+    )
+    assert reviewed.count("reviewed by the CRM team") == 1 and "Contact number" in reviewed
+    path.write_text(reviewed)
+    stock = tmp_path / "landing" / "crm" / "stock" / "stock_2024-03-01.jsonl"
+    stock.parent.mkdir(parents=True)
+    stock.write_text(
+        '{"supply_id": 1, "sku": "A", "qty": 3}\n{"supply_id": 1, "sku": "B", "qty": 1}\n'
+        '{"supply_id": 2, "sku": "A", "qty": 4}\n'
+    )
+    written = add_source(infer_draft("crm", stock), project)
+    text = path.read_text()
+    assert reviewed.rstrip("\n") in text, "the reviewed content is kept as written"
+    contacts, stock_table = parse_sources_file(path)
+    assert contacts.columns[0].description == "Contact number in the CRM."
+    assert (stock_table.name, stock_table.primary_key) == ("stock", ("supply_id", "sku"))
+    assert stock_table.landing.format == "jsonl" and contacts.landing.format == "csv"
+    models = (project / "models/staging/crm/_crm__models.yml").read_text()
+    assert "columns:\n        - supply_id\n        - sku" in models or "[supply_id, sku]" in models
+    assert project / "models/staging/crm/stg_crm__stock.sql" in written
+    assert [f.name for f in table_folders("crm", tmp_path / "landing", project)] == [
+        "contacts",
+        "stock",
+    ]
 
 
 # --- The README's "Add a source", end to end -----------------------------------------------------
@@ -190,8 +248,22 @@ def _tree_digest(folder: Path) -> str:
     return digest.hexdigest()
 
 
+def readme_exports(section: str) -> list[str]:
+    """The environment variables the section exports (their values are examples)."""
+    return re.findall(r"^\s*export ([A-Z_]+)=", section, flags=re.MULTILINE)
+
+
+DEALS = "deal_id,contact_id,amount_cents,stage\n1,1,125000,won\n2,3,9900,open\n"
+STOCK = "supply_id,sku,quantity\n1,A,5\n1,B,7\n2,A,3\n"
+
+
 @pytest.mark.slow
 def test_a_new_source_is_onboarded_by_following_the_readme(tmp_path: Path):
+    import psycopg2
+
+    from dataops.engines.local_postgres import LocalPostgres
+    from tests.python.test_source_kinds import CatalogApi
+
     # A copy of the whole project (dbt and Python), so the real one is not changed.
     project = copy_project(tmp_path / "project")
     for package in ("dataops", "orchestration"):
@@ -208,13 +280,45 @@ def test_a_new_source_is_onboarded_by_following_the_readme(tmp_path: Path):
     write_crm_files(home / "landing")
     section = readme_section()
     commands = readme_commands(section)
-    assert [c[:3] for c in commands] == [
-        [".venv/bin/dataops", "sources", "add"],
-        [".venv/bin/dataops", "sources", "sync"],
-        [".venv/bin/dataops", "ingest", "--source"],
-        [".venv/bin/dataops", "build", "--select"],
+    assert [c[1:3] for c in commands] == [
+        ["sources", "add"],
+        ["sources", "sync"],
+        ["ingest", "--source"],
+        ["build", "--select"],
+        ["sources", "add"],  # 5: another table of the source
+        ["sources", "add"],  # 5: --all
+        ["sources", "add"],  # 6: a PostgreSQL table
+        ["sources", "add"],  # 7: an API
+        ["extract", "catalog"],
+        ["ingest", "--source"],
+        ["build", "--select"],
     ]
+    # Steps 6 and 7 name their servers by environment variable: ours are local.
+    postgres = LocalPostgres.start()
+    api = CatalogApi()
+    try:
+        url = f"postgresql://{postgres.user}@127.0.0.1:{postgres.port}/{postgres.database}"
+        with psycopg2.connect(url) as pg, pg.cursor() as cur:
+            cur.execute(
+                "create table stock_moves (move_id bigint primary key, sku text, "
+                "quantity integer, updated_at timestamp not null)"
+            )
+            cur.execute(
+                "insert into stock_moves select i, 'S' || i, i, "
+                "timestamp '2024-03-01' + i * interval '1 hour' from generate_series(1, 12) i"
+            )
+        servers = {"INVENTORY_PG_URL": url, "CATALOG_API_URL": api.url}
+        assert readme_exports(section) == list(servers)
+        env.update(servers)
+        _follow_readme(project, home, env, section, commands)
+    finally:
+        api.stop()
+        postgres.stop()
+    # Nothing but configuration was added.
+    assert code_before == {part: _tree_digest(project / part) for part in code}
 
+
+def _follow_readme(project: Path, home: Path, env: dict, section: str, commands: list) -> None:
     def run(command: list[str]) -> str:
         arguments = [a.replace(".dataops/", f"{home}/") for a in command[1:]]
         result = subprocess.run(
@@ -232,6 +336,7 @@ def test_a_new_source_is_onboarded_by_following_the_readme(tmp_path: Path):
     # Step 2: draft the declaration from the sample.
     drafted = run(commands[0])
     assert "wrote models/staging/crm/_crm__sources.yml" in drafted
+    assert "first_name flagged pii (hashed in staging): the name says a person's name" in drafted
     # Step 3: the review edit shown in the README, under the column `Status`.
     snippet = re.search(r"```yaml\n(.*?)```", section, flags=re.DOTALL).group(1)
     edit = yaml.safe_load(snippet)["meta"]
@@ -255,7 +360,7 @@ def test_a_new_source_is_onboarded_by_following_the_readme(tmp_path: Path):
         for r in json.loads((home / "target" / "run_results.json").read_text())["results"]
     }
     assert results["stg_crm__contacts"] == ("success", None)
-    assert results["unique"] == results["not_null"] == ("pass", 0)
+    assert results["primary_key"] == ("pass", 0)
     assert results["accepted_values"] == ("pass", 0)
     assert results["expression_is_true"] == ("warn", 1), "the n/a lifetime value is counted"
     with duckdb.connect(str(home / "warehouse_dev.duckdb"), read_only=True) as con:
@@ -269,5 +374,38 @@ def test_a_new_source_is_onboarded_by_following_the_readme(tmp_path: Path):
     assert contact[1] == hashlib.md5("José".encode()).hexdigest(), "latin-1 decoded, then hashed"
     assert contact[3:6] == ("inactive", "de", 15)
     assert rows[3][5] is None and rows[3][6] == 1
-    # Nothing but configuration was added.
-    assert code_before == {part: _tree_digest(project / part) for part in code}
+
+    # Step 5: more tables of the source: one by its sample, the rest by --all.
+    for name, text in (("deals/deals_2024-03-01.csv", DEALS), ("stock/stock.csv", STOCK)):
+        (home / "landing/crm" / name).parent.mkdir(parents=True, exist_ok=True)
+        (home / "landing/crm" / name).write_text(text, encoding="utf-8")
+    reviewed = declaration.read_text(encoding="utf-8")
+    deals = run(commands[4])
+    assert "amount_cents is an amount in cents: derived amount" in deals, deals
+    stock = run(commands[5])
+    assert "composite primary key (supply_id, sku)" in stock, stock
+    assert "stock looks like reference data" in stock, stock
+    before = yaml.safe_load(reviewed)["sources"][0]
+    after = yaml.safe_load(declaration.read_text(encoding="utf-8"))["sources"][0]
+    assert after["tables"][0] == before["tables"][0], "the reviewed table is kept as it was"
+    assert {k: v for k, v in after.items() if k != "tables"} == {
+        k: v for k, v in before.items() if k != "tables"
+    }
+    tables = {t.name: t for t in parse_sources_file(declaration)}
+    assert list(tables) == ["contacts", "deals", "stock"]
+    assert tables["stock"].primary_key == ("supply_id", "sku") and tables["stock"].reference
+    assert [d.name for d in tables["deals"].derived] == ["amount"]
+
+    # Steps 6 and 7: a PostgreSQL table and an API, then extract, ingest, build.
+    assert "12 rows landed" in run(commands[6])
+    assert "25 rows landed" in run(commands[7])
+    run(commands[8])
+    run(commands[9])
+    built = run(commands[10])
+    assert re.search(r"tests passed, 0 warned, 0 failed", built), built
+    with duckdb.connect(str(home / "warehouse_dev.duckdb"), read_only=True) as con:
+        counts = [
+            con.execute(f"select count(*) from staging.{model}").fetchone()[0]
+            for model in ("stg_inventory__stock_moves", "stg_catalog__items")
+        ]
+    assert counts == [12, 25]

@@ -344,7 +344,7 @@ def test_the_workflows_only_call_the_projects_commands_at_the_right_events():
     assert any(c.startswith(".venv/bin/dataops janitor --older-than") for c in _runs(janitor_flow))
     deploy_flow = _workflow("deploy.yml")
     assert deploy_flow["on"]["push"]["branches"] == ["main"]
-    assert ".venv/bin/dataops deploy" in _runs(deploy_flow)
+    assert ".venv/bin/dataops deploy --ingest" in _runs(deploy_flow)
     upload = next(
         s
         for s in deploy_flow["jobs"]["deploy"]["steps"]

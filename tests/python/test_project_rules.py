@@ -243,3 +243,50 @@ def test_the_cli_exits_2_on_a_dbt_parse_error(tmp_path: Path):
     assert result.returncode == 2
     assert "dbt parse failed" in result.stderr
     assert "no_such_model" in result.stdout + result.stderr
+
+
+def _key_manifest(meta_key, tests: list[dict]) -> dict:
+    model = {
+        "unique_id": "model.p.int_stock_levels", "resource_type": "model", "package_name": "p",
+        "name": "int_stock_levels", "path": "intermediate/stock/int_stock_levels.sql",
+        "original_file_path": "models/intermediate/stock/int_stock_levels.sql",
+        "config": {"meta": {"primary_key": meta_key}},
+        "columns": {"supply_id": {}, "sku": {}}, "depends_on": {"nodes": []},
+    }
+    nodes = {model["unique_id"]: model}
+    for number, test in enumerate(tests):
+        nodes[f"test.p.t{number}"] = {
+            "unique_id": f"test.p.t{number}", "resource_type": "test",
+            "attached_node": model["unique_id"], **test,
+        }
+    return {"nodes": nodes, "sources": {}, "metadata": {"project_name": "p"}}
+
+
+def _primary_key_test(columns) -> dict:
+    return {"test_metadata": {"name": "primary_key", "kwargs": {"columns": columns}}}
+
+
+@pytest.mark.parametrize(
+    ("meta_key", "tests", "violation"),
+    [
+        # the composite key tested as a whole by the one-query key test: counted as tested
+        (["supply_id", "sku"], [_primary_key_test(["sku", "supply_id"])], None),
+        # a key test of part of the key does not test the key
+        (["supply_id", "sku"], [_primary_key_test(["supply_id"])], "primary_key test of"),
+        # unique + not_null on one column of a composite key is not enough either
+        (["supply_id", "sku"], [
+            {"test_metadata": {"name": "unique"}, "column_name": "supply_id"},
+            {"test_metadata": {"name": "not_null"}, "column_name": "supply_id"},
+        ], "primary_key test of (supply_id, sku)"),
+        # a one-column key: the key test, or unique + not_null, both count
+        ("supply_id", [_primary_key_test(["supply_id"])], None),
+        ("supply_id", [{"test_metadata": {"name": "unique"}, "column_name": "supply_id"}],
+         "has no not_null test"),
+    ],
+)
+def test_the_key_test_counts_for_the_whole_key(meta_key, tests, violation):
+    found = [v.problem for v in RULES["primary_key_tested"].check(_key_manifest(meta_key, tests))]
+    if violation is None:
+        assert found == []
+    else:
+        assert len(found) == 1 and violation in found[0], found

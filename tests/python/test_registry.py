@@ -119,6 +119,18 @@ INVALID: dict[str, tuple[Callable[[dict], None], str, str, str]] = {
         "'id'",
         "expected one of ['account_id'",
     ),
+    "primary-key-in-list": (
+        lambda d: _table(d)["config"]["meta"].update(primary_key=["account_id", "sku"]),
+        f"{TABLE}.config.meta.primary_key",
+        "'sku'",
+        "expected one of ['account_id'",
+    ),
+    "primary-key-twice": (
+        lambda d: _table(d)["config"]["meta"].update(primary_key=["account_id", "account_id"]),
+        f"{TABLE}.config.meta.primary_key",
+        "['account_id', 'account_id']",
+        "expected each key column once",
+    ),
     "dedupe-column": (
         lambda d: _table(d)["config"]["meta"].update(dedupe={"latest_by": "changed_at"}),
         f"{TABLE}.config.meta.dedupe.latest_by",
@@ -377,3 +389,14 @@ def test_ingestion_honours_the_declared_format_options(tmp_path: Path, options, 
     with duckdb.connect(str(tmp_path / "warehouse.duckdb")) as con:
         row = con.execute('select "Account ID", "E-Mail", balance from raw_lab.accounts').fetchone()
     assert row == ("1", "Zoë@example.com", "1,5")
+
+
+def test_a_composite_primary_key_is_a_list_of_staged_columns(tmp_path: Path):
+    doc = declaration()
+    _table(doc)["config"]["meta"]["primary_key"] = ["account_id", "country"]
+    (table,) = parse_sources_file(write_declaration(tmp_path, doc))
+    assert table.primary_key == ("account_id", "country")
+    assert table.key_label == "(account_id, country)"
+    _table(doc)["config"]["meta"]["primary_key"] = "account_id"
+    (table,) = parse_sources_file(write_declaration(tmp_path, doc))
+    assert (table.primary_key, table.key_label) == (("account_id",), "account_id")

@@ -234,8 +234,7 @@ def test_lab_derived_tests_run_and_report(lab: dict):
     outcomes = lab["outcomes"]
     by_prefix = {name.split("_stg_")[0]: outcome for name, outcome in outcomes.items()}
     assert outcomes[features.MODEL] == ("success", None)
-    assert by_prefix["unique"] == ("pass", 0)
-    assert by_prefix["not_null"] == ("pass", 0)
+    assert by_prefix["primary_key"] == ("pass", 0)
     # the unmapped code 'X' is reported by the declared accepted values
     assert by_prefix["accepted_values"] == ("fail", 1)
     # the rows with failed casts are reported as a warning, the build does not fail on them
