@@ -366,7 +366,7 @@ def _same_meaning(data_type: str, text: object, typed: object) -> bool:
 # --- The fuzz run -------------------------------------------------------------------------------
 def _good(table: SourceTable, template: Path, folder: Path, n: int) -> Path:
     """A good file with keys of its own (the template's keys shifted)."""
-    key = next(c.name for c in table.columns if c.staged_name == table.primary_key)
+    key = next(c.name for c in table.columns if c.staged_name == table.primary_key[0])
     target = folder / f"good_{n:05d}{''.join(template.suffixes)}"
     shift = 10_000_000 * (n + 1)
     with duckdb.connect() as con:
