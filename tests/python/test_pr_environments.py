@@ -611,3 +611,33 @@ def test_a_pr_without_a_prod_deploy_is_refused_with_what_to_run(tmp_path, sample
     result = co.dataops("pr", "build", "5", check=False)
     assert result.returncode == 2
     assert "Run `dataops deploy` on main first" in result.stderr
+
+
+def test_a_composite_key_matches_rows_on_every_key_column():
+    con = duckdb.connect()
+    con.execute(
+        "create table prod_t as select * from (values (1, 'A', 5), (1, 'B', 7), (2, 'A', 3)) "
+        "as t(supply_id, sku, quantity)"
+    )
+    con.execute(
+        "create table pr_t as select * from (values (1, 'A', 5), (1, 'B', 8), (2, 'B', 3)) "
+        "as t(supply_id, sku, quantity)"
+    )
+    sql = keyed_diff_sql("pr_t", "prod_t", ["supply_id", "sku"], ["quantity"])
+    # (1, B) changed; (2, B) added; (2, A) removed: matching on supply_id alone would differ
+    assert con.execute(sql).fetchone() == (1, 1, 1, 1)
+    manifest = {
+        "nodes": {
+            "model.p.stock": {"depends_on": {"nodes": []}},
+            "test.p.pk": {
+                "resource_type": "test",
+                "attached_node": "model.p.stock",
+                "test_metadata": {
+                    "name": "primary_key",
+                    "kwargs": {"columns": ["supply_id", "sku"]},
+                },
+            },
+        },
+        "sources": {},
+    }
+    assert primary_key(manifest, "model.p.stock") == ["supply_id", "sku"]

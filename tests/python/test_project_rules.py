@@ -290,3 +290,35 @@ def test_the_key_test_counts_for_the_whole_key(meta_key, tests, violation):
         assert found == []
     else:
         assert len(found) == 1 and violation in found[0], found
+
+
+def test_drafted_placeholder_descriptions_count_as_missing():
+    placeholder = "TODO(describe) id as delivered in the stock files."
+    model = {
+        "unique_id": "model.p.stg_depot__stock", "resource_type": "model", "package_name": "p",
+        "name": "stg_depot__stock", "path": "staging/depot/stg_depot__stock.sql",
+        "original_file_path": "models/staging/depot/stg_depot__stock.sql",
+        "description": "One row per (supply_id, sku): stock levels.",
+        "columns": {"supply_id": {"description": placeholder}, "sku": {"description": "SKU."}},
+        "config": {}, "depends_on": {"nodes": []},
+    }
+    source = {
+        "unique_id": "source.p.depot.stock", "resource_type": "source", "package_name": "p",
+        "source_name": "depot", "name": "stock", "original_file_path": "models/x.yml",
+        "source_description": "Depot files.", "description": "TODO(describe) stock of depot",
+        "columns": {"sku": {"description": "SKU."}},
+    }
+    manifest = {
+        "nodes": {model["unique_id"]: model},
+        "sources": {source["unique_id"]: source},
+        "metadata": {"project_name": "p"},
+    }
+    (model_problem,) = [v.problem for v in RULES["model_documented"].check(manifest)]
+    assert model_problem == "columns without a description: supply_id"
+    (source_problem,) = [v.problem for v in RULES["source_documented"].check(manifest)]
+    assert source_problem == "no description for table 'stock'"
+    # once a person writes real descriptions, both rules pass
+    model["columns"]["supply_id"]["description"] = "Supply the stock came with."
+    source["description"] = "Stock level per supply and SKU."
+    assert not list(RULES["model_documented"].check(manifest))
+    assert not list(RULES["source_documented"].check(manifest))
