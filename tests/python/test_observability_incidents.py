@@ -13,7 +13,6 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
-from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
@@ -191,15 +190,11 @@ def test_builds_open_attach_and_resolve_incidents_with_one_webhook_alert_each(
     monkeypatch.setenv(incidents.DAGSTER_URL_ENV, "http://127.0.0.1:3000")
     warehouse = platform_copy / "warehouse_dev.duckdb"
     with duckdb.connect(str(warehouse)) as con:
-        built_at = con.execute(
-            "select max(measured_at) from platform.metric_history where metric_name = 'model_built'"
-        ).fetchone()[0]
         con.execute("update raw_shop.orders set status = 'lost' where order_id = "
                     "(select min(order_id) from raw_shop.orders)")
 
     def build(hours: float) -> str:  # `dataops build` with the clock `hours` after the build
         env = platform_env(platform_copy)
-        env["DATAOPS_AS_OF"] = (built_at + timedelta(hours=hours)).strftime("%Y-%m-%d %H:%M:%S")
         result = subprocess.run(
             [sys.executable, "-m", "dataops", "build"], cwd=REPO_ROOT, env=env,
             capture_output=True, text=True, timeout=900,
