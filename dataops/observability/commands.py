@@ -1,4 +1,4 @@
-"""The observability subcommands of `dataops`: `report`, `incidents` and
+"""The observability subcommands of `dataops`: `report`, `incidents`, `slo` and
 `elementary setup|report`."""
 
 from __future__ import annotations
@@ -81,6 +81,36 @@ def cmd_incidents(args: argparse.Namespace, settings: Settings) -> int:
     return with_warehouse_lock_retry(act)
 
 
+def cmd_slo(args: argparse.Namespace, settings: Settings) -> int:
+    import json
+    from datetime import UTC, datetime
+
+    import duckdb
+
+    from dataops.observability import slo
+
+    manifest_file = settings.dbt_target_path / "manifest.json"
+    if not manifest_file.is_file() or not settings.warehouse_path.exists():
+        print("No manifest or warehouse yet: run `dataops run` first.")
+        return 1
+    declared = slo.declared_slos(json.loads(manifest_file.read_text(encoding="utf-8")))
+    if not declared:
+        print("No SLO declared (config.meta.slo in a model's YAML).")
+        return 0
+    now = datetime.now(UTC).replace(tzinfo=None)
+    with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
+        slis = slo.measure(con, declared, now)
+    print(f"{'model':<24} {'objective':<14} {'window':>6} {'target':>7} {'SLI':>8} "
+          f"{'budget left':>12}")
+    for sli in slis:
+        value = "-" if sli.value is None else f"{sli.value:.2%}"
+        left = "-" if sli.budget_left is None else f"{sli.budget_left:.0%}"
+        flag = "" if sli.met is not False else "  BREACHED"
+        print(f"{sli.model:<24} {sli.objective:<14} {sli.window_days:>5}d {sli.target:>7.1%} "
+              f"{value:>8} {left:>12}{flag}")
+    return 0
+
+
 def cmd_elementary(args: argparse.Namespace, settings: Settings) -> int:
     from dataops.observability import elementary
 
@@ -110,6 +140,11 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         sub.add_argument("incident_id", help="e.g. INC-1a2b3c4d (from `dataops incidents`)")
         sub.add_argument("--note", help="what was done or found")
         sub.set_defaults(func=cmd_incidents, open=False)
+
+    slo_parser = commands.add_parser(
+        "slo", help="SLIs over 7 and 30 days and the error budget left, per declared mart SLO"
+    )
+    slo_parser.set_defaults(func=cmd_slo)
 
     elementary = commands.add_parser(
         "elementary", help="Elementary (needs a reachable dbt package hub): setup, report"
