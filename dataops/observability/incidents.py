@@ -36,6 +36,7 @@ from typing import Any
 import duckdb
 
 from dataops.core import events
+from dataops.core.secrets import read_secret
 from dataops.core.settings import PROJECT_DIR
 from dataops.core.warehouse import PLATFORM_SCHEMA
 
@@ -115,7 +116,7 @@ def post_webhook(url: str, payload: dict[str, Any], timeout: float = 10.0) -> st
 def webhook_sender(url: str | None = None) -> AlertSender:
     """The alert sender for ``url`` (default $ALERT_WEBHOOK_URL); without one, alerts are only
     recorded as events."""
-    url = url if url is not None else os.environ.get(ALERT_WEBHOOK_ENV)
+    url = url if url is not None else read_secret(ALERT_WEBHOOK_ENV)  # or ALERT_WEBHOOK_URL_FILE
     if not url:
         return lambda payload: None
     return lambda payload: post_webhook(url, payload)
