@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -65,7 +66,23 @@ def _env(home: Path, landing: Path) -> dict[str, str]:
     return env
 
 
+CPU = {"last": 0.0}
+
+
+def cpu_seconds() -> float:
+    """CPU seconds (user + system) of the finished child processes since the previous call."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    total = usage.ru_utime + usage.ru_stime
+    spent, CPU["last"] = total - CPU["last"], total
+    return spent
+
+
+def load() -> str:
+    return "load " + " ".join(f"{v:.1f}" for v in os.getloadavg())
+
+
 def timed(repo: Path, env: dict[str, str], *args: str) -> float:
+    cpu_seconds()
     started = time.perf_counter()
     result = subprocess.run(
         [sys.executable, "-m", "dataops.cli", *args],
@@ -120,7 +137,10 @@ def main() -> None:
                 "--days",
                 str(args.days),
             )
-            print(f"generate {args.order_items:,} order items:          {seconds:8.1f} s")
+            print(
+                f"generate {args.order_items:,} order items:          {seconds:8.1f} s "
+                f"({cpu_seconds():.0f} CPU s, {load()})"
+            )
         shutil.rmtree(repo, ignore_errors=True)
         repo.mkdir(parents=True)
         for part in PROJECT_PARTS:
@@ -134,14 +154,24 @@ def main() -> None:
         git(repo, "commit", "-q", "-m", "main")
         if not (home / "warehouse_prod.duckdb").exists():
             seconds = timed(repo, env, "--target", "prod", "ingest")
-            print(f"ingest into prod:                       {seconds:8.1f} s")
+            print(
+                f"ingest into prod:                       {seconds:8.1f} s "
+                f"({cpu_seconds():.0f} CPU s, {load()})"
+            )
         seconds = timed(repo, env, "deploy", "--no-docs")
-        print(f"deploy (prod build + publish manifest): {seconds:8.1f} s")
+        print(
+            f"deploy (prod build + publish manifest): {seconds:8.1f} s "
+            f"({cpu_seconds():.0f} CPU s, {load()})"
+        )
 
         full = timed(repo, env, "pr", "build", "900", "--select", "*")
+        full_cpu = cpu_seconds()
         full_models = models_built(home, 900)
         timed(repo, env, "pr", "teardown", "900")
-        print(f"full build for a PR ({full_models} models):        {full:8.1f} s")
+        print(
+            f"full build for a PR ({full_models} models):        {full:8.1f} s "
+            f"({full_cpu:.0f} CPU s, {load()})"
+        )
         for number, name in enumerate(args.changes, start=901):
             path, old, new = CHANGES[name]
             git(repo, "checkout", "-q", "main")
@@ -151,11 +181,13 @@ def main() -> None:
             (repo / path).write_text(text.replace(old, new))
             git(repo, "commit", "-q", "-am", f"one-model change: {name}")
             slim = timed(repo, env, "pr", "build", str(number))
+            slim_cpu = cpu_seconds()
             built = models_built(home, number)
             timed(repo, env, "pr", "teardown", str(number))
             print(
                 f"PR build, {name} change ({built} models):  {slim:8.1f} s   "
-                f"= {slim / full:.2f}x the full build"
+                f"= {slim / full:.2f}x the full build; CPU {slim_cpu:.0f} s "
+                f"= {slim_cpu / max(full_cpu, 1e-9):.2f}x ({load()})"
             )
     finally:
         if args.keep or args.home:

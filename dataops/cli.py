@@ -101,12 +101,32 @@ def _print_dbt(outcome: DbtOutcome) -> None:
         print(f"  dbt error: {outcome.exception}")
 
 
+def _print_observations(outcome: DbtOutcome, settings: Settings) -> None:
+    """Name each anomaly of the build with its message; open/resolve incidents (and alert)."""
+    if not outcome.invocation_id or not settings.warehouse_path.exists():
+        return
+    from dataops.observability.incidents import observe_build
+
+    report = settings.home / "reports" / "observability.html"
+    seen = observe_build(
+        settings.warehouse_path,
+        outcome.invocation_id,
+        settings.dbt_target_path / "manifest.json",
+        report_url=report.as_uri(),
+    )
+    for message in seen.anomalies:
+        print(f"  ANOMALY {message}")
+    for alert in seen.alerts:
+        print(f"  {alert['text']}")
+
+
 def _dbt_build(settings: Settings, select: Sequence[str], trigger: str) -> tuple[DbtOutcome, bool]:
     """`dbt build` on the target; on a published target (prod) as a release: built and tested
     in its own schemas, published only when everything passed (dataops/publishing/)."""
     if settings.target not in PUBLISHED_TARGETS:
         outcome = run_dbt(settings, dbt_args("build", settings.target, select=select))
         _print_dbt(outcome)
+        _print_observations(outcome, settings)
         return outcome, outcome.success
     try:
         result, outcome = wap.build_release(settings, trigger=trigger, select=select)
@@ -114,6 +134,7 @@ def _dbt_build(settings: Settings, select: Sequence[str], trigger: str) -> tuple
         print(f"error: {error}", file=sys.stderr)
         return DbtOutcome(success=False, exception=str(error)), False
     _print_dbt(outcome)
+    _print_observations(outcome, settings)
     for line in wap.describe(result):
         print(line)
     return outcome, result.published

@@ -17,7 +17,7 @@ from pathlib import Path
 from dataops.cicd import deploy as deploy_module
 from dataops.cicd import janitor as janitor_module
 from dataops.cicd import pr, report
-from dataops.cicd.environments import CicdError, load_layout
+from dataops.cicd.environments import CicdError, ci_lock, load_layout
 from dataops.core.settings import Settings
 from dataops.publishing import wap
 from dataops.publishing.releases import PublishingError
@@ -62,10 +62,23 @@ def _print_outcome(build: pr.PrBuild) -> None:
     tests = outcome.count("test", "pass") + outcome.count("unit_test", "pass")
     failed = outcome.count("test", "fail", "error") + outcome.count("unit_test", "fail", "error")
     failed += outcome.count("model", "error") + outcome.count("seed", "error")
+    # what was built or tested: not the hooks, nor the exposures dbt lists as no-op
+    nodes = [uid for uid in build.selected if not uid.startswith(("operation.", "exposure."))]
     print(
         f"PR #{build.number}: built {models} models into {build.schema}, {tests} tests passed, "
-        f"{failed} failed ({len(build.selected)} nodes selected by state:modified+)"
+        f"{failed} failed ({len(nodes)} nodes selected by state:modified+)"
     )
+    if not nodes and not outcome.exception:
+        print("  Nothing to build: no model, seed or source changed against prod.")
+    behind = build.behind_prod
+    if behind and behind.get("known"):
+        print(
+            f"  WARNING: this branch is behind prod (deployed from {behind['prod_commit'][:12]}, "
+            f"{len(behind['commits'])} commit(s) not merged): the diff shows them as reverted. "
+            "Merge main into the branch."
+        )
+    for uid in build.cloned:
+        print(f"  {uid.split('.')[-1]}: prod's table cloned, then run incrementally")
     for failure in outcome.failures:
         print(f"  FAILED {failure}")
     if outcome.exception:
@@ -75,7 +88,12 @@ def _print_outcome(build: pr.PrBuild) -> None:
 @handle_errors
 def cmd_pr_build(args: argparse.Namespace, settings: Settings) -> int:
     layout = load_layout()
-    build = pr.build(layout, _number(args), select=args.select or pr.DEFAULT_SELECTION)
+    build = pr.build(
+        layout,
+        _number(args),
+        select=args.select or pr.DEFAULT_SELECTION,
+        full_refresh=args.full_refresh,
+    )
     _print_outcome(build)
     print(f"Artefacts: {build.target_dir}; report: dataops pr report {build.number}")
     return 0 if build.outcome.success else 1
@@ -95,6 +113,23 @@ def cmd_pr_report(args: argparse.Namespace, settings: Settings) -> int:
         url = github.upsert_comment(number, markdown)
         print(f"Posted the report to {url}", file=sys.stderr)
     print(markdown)
+    return 0
+
+
+@handle_errors
+def cmd_pr_fetch_state(args: argparse.Namespace, settings: Settings) -> int:
+    from dataops.cicd import github
+
+    layout = load_layout()
+    with ci_lock(layout, "dataops pr fetch-state"):  # never swapped under a running PR build
+        artifact = github.download_prod_state(
+            args.workflow, args.branch, args.artifact_prefix, layout.prod_state_dir
+        )
+    run = artifact.get("run") or {}
+    print(
+        f"Prod state from {artifact['name']} (run {run.get('id')}, commit "
+        f"{str(run.get('head_sha'))[:12]}) in {layout.prod_state_dir}"
+    )
     return 0
 
 
@@ -164,6 +199,12 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     )
     build.add_argument("number", type=int, nargs="?", help=number_help)
     build.add_argument("--select", nargs="*", help="dbt selection (default state:modified+)")
+    build.add_argument(
+        "--full-refresh",
+        action="store_true",
+        help="rebuild incremental models from all data instead of cloning prod's tables (also "
+        f"asked by {pr.FULL_REFRESH_MARKER} in the commit message)",
+    )
     build.set_defaults(func=cmd_pr_build)
 
     report_parser = pr_commands.add_parser(
@@ -179,6 +220,15 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         help="create or update the PR's one report comment (GITHUB_TOKEN, GITHUB_REPOSITORY)",
     )
     report_parser.set_defaults(func=cmd_pr_report)
+
+    fetch = pr_commands.add_parser(
+        "fetch-state",
+        help="download the prod state (manifest, deploy record) the deploy workflow published",
+    )
+    fetch.add_argument("--workflow", default="deploy.yml", help="the deploy workflow's file name")
+    fetch.add_argument("--branch", default="main")
+    fetch.add_argument("--artifact-prefix", default="prod-manifest-and-docs-")
+    fetch.set_defaults(func=cmd_pr_fetch_state)
 
     teardown = pr_commands.add_parser("teardown", help="drop the PR's schema and artefacts")
     teardown.add_argument("number", type=int, nargs="?", help=number_help)

@@ -96,6 +96,8 @@ select
     sum(case when only_in_prod then 1 else 0 end) as removed,
     sum(case when in_both and ({any_changed}) then 1 else 0 end) as changed{per_column}
 from matched"""
+
+
 def set_diff_sql(pr_relation: str, prod_relation: str, columns: list[str]) -> str:
     """Without a key: rows (whole, over the common columns) only in the PR and only in prod."""
     cols = ", ".join(quote_identifier(c) for c in columns)
@@ -104,6 +106,91 @@ def set_diff_sql(pr_relation: str, prod_relation: str, columns: list[str]) -> st
                            except all select {cols} from {prod_relation})) as only_in_pr,
     (select count(*) from (select {cols} from {prod_relation}
                            except all select {cols} from {pr_relation})) as only_in_prod"""
+
+
+SAMPLE_ROWS = 5
+
+
+@dataclass
+class ColumnProfile:
+    column: str
+    data_type: str
+    rows: int
+    nulls: int
+    distinct: int
+    minimum: str | None = None
+    maximum: str | None = None
+
+
+def duplicates_sql(relation: str, key: str | list[str]) -> str:
+    """Rows beyond one per key value (0 when the key is unique)."""
+    keys = [key] if isinstance(key, str) else list(key)
+    columns = ", ".join(quote_identifier(k) for k in keys)
+    return (
+        f"select (select count(*) from {relation}) - "
+        f"(select count(*) from (select distinct {columns} from {relation}))"
+    )
+
+
+def changed_rows_sql(
+    pr_relation: str,
+    prod_relation: str,
+    key: str | list[str],
+    columns: list[str],
+    limit: int = SAMPLE_ROWS,
+) -> str:
+    """A few rows present on both sides with a changed value: the key (its columns joined by
+    ", "), then each column's prod and PR value, as text."""
+    keys = [key] if isinstance(key, str) else list(key)
+    key_text = " || ', ' || ".join(f"cast(pr_rows.{quote_identifier(c)} as varchar)" for c in keys)
+    join_on = " and ".join(
+        f"pr_rows.{quote_identifier(c)} = prod_rows.{quote_identifier(c)}" for c in keys
+    )
+    order = ", ".join(f"pr_rows.{quote_identifier(c)}" for c in keys)
+    pairs = ",\n    ".join(
+        f"cast(prod_rows.{quote_identifier(c)} as varchar), "
+        f"cast(pr_rows.{quote_identifier(c)} as varchar)"
+        for c in columns
+    )
+    changed = " or ".join(
+        f"pr_rows.{quote_identifier(c)} is distinct from prod_rows.{quote_identifier(c)}"
+        for c in columns
+    )
+    return f"""select
+    {key_text},
+    {pairs}
+from {pr_relation} as pr_rows
+inner join {prod_relation} as prod_rows on {join_on}
+where {changed}
+order by {order}
+limit {int(limit)}"""
+
+
+def profile_sql(relation: str, column: str) -> str:
+    c = quote_identifier(column)
+    return (
+        f"select count(*), count(*) - count({c}), count(distinct {c}), "
+        f"cast(min({c}) as varchar), cast(max({c}) as varchar) from {relation}"
+    )
+
+
+def profile_columns(
+    con: duckdb.DuckDBPyConnection, relation: str, columns: dict[str, str]
+) -> list[ColumnProfile]:
+    """Rows, nulls, distinct values, min and max of each column (min/max left out for types
+    without an order)."""
+    profiles = []
+    for column, data_type in columns.items():
+        try:
+            rows, nulls, distinct, low, high = con.execute(profile_sql(relation, column)).fetchone()
+        except duckdb.Error:
+            c = quote_identifier(column)
+            rows, nulls, distinct = con.execute(
+                f"select count(*), count(*) - count({c}), count(distinct {c}) from {relation}"
+            ).fetchone()
+            low = high = None
+        profiles.append(ColumnProfile(column, data_type, rows, nulls, distinct, low, high))
+    return profiles
 
 
 @dataclass
@@ -121,6 +208,19 @@ class ModelDiff:
     columns_retyped: list[tuple[str, str, str]] = field(default_factory=list)
     changed_values: dict[str, int] = field(default_factory=dict)
     note: str | None = None
+    # rows beyond one per key (a join fan-out makes the key not unique any more)
+    pr_duplicates: int | None = None
+    prod_duplicates: int | None = None
+    # up to SAMPLE_ROWS changed rows: (key value, {column: (prod value, PR value)})
+    samples: list[tuple[str, dict[str, tuple[str | None, str | None]]]] = field(
+        default_factory=list
+    )
+    profiles: list[ColumnProfile] = field(default_factory=list)  # of the columns added
+
+    @property
+    def key_broken(self) -> bool:
+        """The key is unique in prod but not in the PR (a fan-out): counts are not row-to-row."""
+        return bool(self.pr_duplicates) and not self.prod_duplicates
 
     @property
     def identical(self) -> bool:
@@ -145,15 +245,24 @@ def diff_model(
     pr_relation: str,
     prod_relation: str | None,
     key: str | list[str] | None,
+    *,
+    sample: bool = False,
 ) -> ModelDiff:
-    """Compare one PR relation with its prod counterpart (None: the model is new)."""
+    """Compare one PR relation with its prod counterpart (None: the model is new).
+
+    With ``sample`` (marts), a few changed rows are fetched with their values before and after.
+    Added columns are profiled; a key that stops being unique is counted.
+    """
     keys = [key] if isinstance(key, str) else list(key or [])
     diff = ModelDiff(name=name, change=change, key=", ".join(keys) or None)
     pr_columns = _columns(con, pr_relation)
     [(diff.pr_rows,)] = con.execute(f"select count(*) from {pr_relation}").fetchall()
+    if keys and all(k in pr_columns for k in keys):
+        [(diff.pr_duplicates,)] = con.execute(duplicates_sql(pr_relation, keys)).fetchall()
     if prod_relation is None:
         diff.change = "new"
         diff.columns_added = list(pr_columns)
+        diff.profiles = profile_columns(con, pr_relation, pr_columns)
         return diff
     try:
         prod_columns = _columns(con, prod_relation)
@@ -162,7 +271,12 @@ def diff_model(
         diff.columns_added = list(pr_columns)
         return diff
     [(diff.prod_rows,)] = con.execute(f"select count(*) from {prod_relation}").fetchall()
+    if keys and all(k in prod_columns for k in keys):
+        [(diff.prod_duplicates,)] = con.execute(duplicates_sql(prod_relation, keys)).fetchall()
     diff.columns_added = [c for c in pr_columns if c not in prod_columns]
+    diff.profiles = profile_columns(
+        con, pr_relation, {c: pr_columns[c] for c in diff.columns_added}
+    )
     diff.columns_removed = [c for c in prod_columns if c not in pr_columns]
     common = [c for c in pr_columns if c in prod_columns]
     diff.columns_retyped = [
@@ -179,6 +293,17 @@ def diff_model(
             diff.note = "retyped columns not compared value by value"
         diff.added, diff.removed, diff.changed, *per_column = (int(v or 0) for v in row)
         diff.changed_values = {c: n for c, n in zip(compared, per_column, strict=True) if n}
+        if sample and diff.changed_values:
+            columns = list(diff.changed_values)
+            for key_value, *values in con.execute(
+                changed_rows_sql(pr_relation, prod_relation, keys, columns)
+            ).fetchall():
+                pairs = {
+                    c: (values[2 * i], values[2 * i + 1])
+                    for i, c in enumerate(columns)
+                    if values[2 * i] != values[2 * i + 1]
+                }
+                diff.samples.append((key_value, pairs))
     else:
         diff.key = None
         diff.note = (

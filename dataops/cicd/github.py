@@ -6,11 +6,15 @@ Standard GitHub Actions variables: GITHUB_TOKEN (the workflow passes it), GITHUB
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
+import shutil
 import urllib.error
 import urllib.request
+import zipfile
+from pathlib import Path
 from typing import Any
 
 from dataops.cicd.environments import CicdError
@@ -96,3 +100,81 @@ def open_pull_requests() -> set[int]:
     token, repo, api = _config()
     pulls = _pages(f"{api}/repos/{repo}/pulls?state=open&per_page=100", token)
     return {pull["number"] for pull in pulls}
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+def _download(url: str, token: str) -> bytes:
+    """An artifact's zip: GitHub answers with a redirect to a signed storage URL, fetched
+    without the token (storage refuses a foreign Authorization header)."""
+    request = urllib.request.Request(
+        url, headers={"Authorization": f"Bearer {token}", "Accept": "application/vnd.github+json"}
+    )
+    opener = urllib.request.build_opener(_NoRedirect)
+    try:
+        with opener.open(request, timeout=60) as response:
+            return response.read()
+    except urllib.error.HTTPError as error:
+        if error.code not in (301, 302, 303, 307, 308) or not error.headers.get("Location"):
+            raise CicdError(f"GitHub GET {url} answered {error.code}") from error
+        location = error.headers["Location"]
+    try:
+        with urllib.request.urlopen(location, timeout=300) as response:
+            return response.read()
+    except urllib.error.URLError as error:
+        raise CicdError(f"Downloading the artifact from {location}: {error}") from error
+
+
+def latest_artifact(workflow: str, branch: str, prefix: str) -> dict[str, Any]:
+    """The newest unexpired artifact named ``prefix...`` of the latest successful run of
+    ``workflow`` (its file name) on ``branch``."""
+    token, repo, api = _config()
+    runs, _ = _request(
+        "GET",
+        f"{api}/repos/{repo}/actions/workflows/{workflow}/runs"
+        f"?branch={branch}&status=success&per_page=20",
+        token,
+    )
+    for run in (runs or {}).get("workflow_runs") or []:
+        artifacts, _ = _request(
+            "GET", f"{api}/repos/{repo}/actions/runs/{run['id']}/artifacts?per_page=100", token
+        )
+        for artifact in (artifacts or {}).get("artifacts") or []:
+            if artifact["name"].startswith(prefix) and not artifact.get("expired"):
+                return {**artifact, "run": run}
+    raise CicdError(
+        f"No artifact named {prefix}* in the latest successful runs of {workflow} on {branch}: "
+        "deploy prod first (the deploy workflow uploads the prod state), or check its name."
+    )
+
+
+def download_prod_state(workflow: str, branch: str, prefix: str, destination: Path) -> dict:
+    """Replace ``destination`` (the prod-state folder) with the deploy artifact's files, whole:
+    unpacked beside it, then swapped in, so a PR build never reads half of two deploys."""
+    token, _, _ = _config()
+    artifact = latest_artifact(workflow, branch, prefix)
+    payload = _download(artifact["archive_download_url"], token)
+    staging = destination.with_name(f".{destination.name}.download")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    with zipfile.ZipFile(io.BytesIO(payload)) as archive:
+        for member in archive.namelist():
+            target = (staging / member).resolve()
+            if not target.is_relative_to(staging.resolve()):
+                raise CicdError(f"Artifact {artifact['name']}: unsafe path {member!r}")
+        archive.extractall(staging)
+    if not (staging / "manifest.json").is_file():
+        shutil.rmtree(staging, ignore_errors=True)
+        raise CicdError(
+            f"Artifact {artifact['name']} has no manifest.json at its top: it is not a prod state."
+        )
+    previous = destination.with_name(f".{destination.name}.previous")
+    shutil.rmtree(previous, ignore_errors=True)
+    if destination.exists():
+        destination.rename(previous)
+    staging.rename(destination)
+    shutil.rmtree(previous, ignore_errors=True)
+    return artifact

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,14 +20,17 @@ from dataops.cicd.environments import (
     CicdError,
     Layout,
     PrEnvironment,
+    ci_lock,
     connect,
     drop_environment,
     list_environments,
+    pr_schema,
 )
 
 AGE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(m|min|h|d|w)\s*")
 UNITS = {"m": "minutes", "min": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 OPEN_PRS_ENV = "DATAOPS_OPEN_PRS"
+PR_NUMBER = re.compile(r"[1-9][0-9]*")
 
 
 def parse_age(text: str) -> timedelta:
@@ -107,6 +111,20 @@ def reasons_to_drop(
     return doomed
 
 
+def orphan_folders(layout: Layout, known: set[int]) -> list[PrEnvironment]:
+    """Artefact folders ``$DATAOPS_HOME/pr/<n>/`` without a PR schema (a build refused or
+    interrupted before its schema existed, a CI file replaced): aged by the folder's mtime."""
+    found = []
+    root = layout.home / "pr"
+    for folder in sorted(root.iterdir()) if root.is_dir() else []:
+        match = PR_NUMBER.fullmatch(folder.name)
+        if not folder.is_dir() or not match or int(folder.name) in known:
+            continue
+        modified = datetime.fromtimestamp(folder.stat().st_mtime, UTC).replace(tzinfo=None)
+        found.append(PrEnvironment(int(folder.name), pr_schema(int(folder.name)), modified, None))
+    return found
+
+
 def sweep(
     layout: Layout,
     *,
@@ -115,17 +133,29 @@ def sweep(
     dry_run: bool = False,
     now: datetime | None = None,
 ) -> list[tuple[PrEnvironment, str]]:
+    """Drop every trace (schema, artefacts folder, platform rows) of the environments to drop."""
     if older_than is None and open_prs is None:
         raise CicdError(
             "The janitor needs a rule: --older-than AGE, and/or the open pull requests "
             f"(--open-prs N..., --open-prs-file FILE, --github, or ${OPEN_PRS_ENV})."
         )
-    if not layout.ci_warehouse.is_file():
-        return []
     now = now or datetime.now(UTC).replace(tzinfo=None)
-    with connect(layout.ci_warehouse) as con:
+    if not layout.ci_warehouse.is_file():
         doomed = reasons_to_drop(
-            list_environments(con), older_than=older_than, open_prs=open_prs, now=now
+            orphan_folders(layout, set()), older_than=older_than, open_prs=open_prs, now=now
+        )
+        if not dry_run:
+            for env, _ in doomed:
+                shutil.rmtree(layout.pr_dir(env.number), ignore_errors=True)
+        return doomed
+    with ci_lock(layout, "dataops janitor"), connect(layout.ci_warehouse) as con:
+        environments = list_environments(con)
+        environments += orphan_folders(layout, {env.number for env in environments})
+        doomed = reasons_to_drop(
+            sorted(environments, key=lambda env: env.number),
+            older_than=older_than,
+            open_prs=open_prs,
+            now=now,
         )
         if not dry_run:
             for env, reason in doomed:

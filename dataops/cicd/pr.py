@@ -10,30 +10,41 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import duckdb
+
 from dataops.cicd.environments import (
     CicdError,
     Layout,
+    ci_lock,
     connect,
     drop_environment,
     git_commit,
     pr_schema,
     reset_environment,
+    strip_ansi,
 )
 from dataops.core.events import ensure_events, record_event
-from dataops.core.settings import load_settings
-from dataops.dbt.runner import DbtOutcome, dbt_args, environ, run_dbt
+from dataops.core.settings import PROJECT_DIR, load_settings
+from dataops.core.sql import quote_identifier, quote_literal
+from dataops.dbt.runner import DbtOutcome, dbt_args, dbt_env, environ, invoke, run_dbt
 
 DEFAULT_SELECTION = ("state:modified+",)
 RAW_DATABASE_VAR = "dataops_raw_database"  # read by `database:` in the sources YAML files
 
 
 def pr_build_args(
-    layout: Layout, number: int, select: Sequence[str] = DEFAULT_SELECTION
+    layout: Layout,
+    number: int,
+    select: Sequence[str] = DEFAULT_SELECTION,
+    exclude: Sequence[str] = (),
+    *,
+    full_refresh: bool = False,
 ) -> list[str]:
     """dbt arguments of a PR build: the modified nodes and their children, the rest from prod.
 
@@ -46,6 +57,7 @@ def pr_build_args(
         "build",
         "ci",
         select=select,
+        exclude=exclude,
         dbt_vars={RAW_DATABASE_VAR: layout.prod_catalog},
         extra=[
             "--state",
@@ -54,8 +66,80 @@ def pr_build_args(
             "--favor-state",
             "--target-path",
             str(layout.pr_target_dir(number)),
+            *(["--full-refresh"] if full_refresh else []),
         ],
     )
+
+
+def incremental_ls_args(
+    layout: Layout, number: int, select: Sequence[str], exclude: Sequence[str]
+) -> list[str]:
+    """`dbt ls` of the incremental models a PR build selects (each selector intersected with
+    ``config.materialized:incremental``)."""
+    return dbt_args(
+        "ls",
+        "ci",
+        select=[f"{s},config.materialized:incremental" for s in select],
+        exclude=exclude,
+        dbt_vars={RAW_DATABASE_VAR: layout.prod_catalog},
+        extra=[
+            "--state",
+            str(layout.prod_state_dir),
+            "--resource-type",
+            "model",
+            "--output",
+            "json",
+            "--output-keys",
+            "unique_id",
+            "--target-path",
+            str(layout.pr_target_dir(number)),
+            "--log-level",
+            "none",
+        ],
+    )
+
+
+FULL_REFRESH_MARKER = "[full-refresh]"
+
+
+def full_refresh_requested(head: str | None) -> bool:
+    """A commit marker asks for a full refresh: ``[full-refresh]`` in the message of the checked
+    out commit, or of the PR's head when the checkout is GitHub's merge commit."""
+    if not head:
+        return False
+    for ref in (head, f"{head}^2"):
+        message = _git("log", "-1", "--format=%B", ref)
+        if message and message.returncode == 0 and FULL_REFRESH_MARKER in message.stdout:
+            return True
+    return False
+
+
+def clone_incremental_models(
+    con: duckdb.DuckDBPyConnection,
+    layout: Layout,
+    uids: list[str],
+    pr_manifest: dict[str, Any],
+    prod_manifest: dict[str, Any],
+) -> list[str]:
+    """Copy prod's table of each incremental model into the PR schema, so the PR build runs it
+    incrementally (only rows newer than prod's) instead of rebuilding it from all raw data.
+    Returns the models cloned (those prod holds)."""
+    con.execute(
+        f"attach if not exists {quote_literal(str(layout.prod_warehouse))} "
+        f"as {quote_identifier(layout.prod_catalog)} (read_only)"
+    )
+    cloned = []
+    for uid in uids:
+        node, prod_node = pr_manifest["nodes"].get(uid), prod_manifest["nodes"].get(uid)
+        if not node or not prod_node or not prod_node.get("relation_name"):
+            continue
+        try:
+            pr_relation, prod_relation = node["relation_name"], prod_node["relation_name"]
+            con.execute(f"create table {pr_relation} as select * from {prod_relation}")
+        except duckdb.CatalogException:
+            continue  # not in prod yet (never deployed): the build makes it from scratch
+        cloned.append(uid)
+    return cloned
 
 
 def pr_parse_args(layout: Layout, number: int) -> list[str]:
@@ -144,44 +228,117 @@ class PrBuild:
     commit: str | None
     target_dir: Path
     selected: list[str] = field(default_factory=list)
+    behind_prod: dict[str, Any] | None = None
+    cloned: list[str] = field(default_factory=list)
 
 
-def build(layout: Layout, number: int, select: Sequence[str] = DEFAULT_SELECTION) -> PrBuild:
-    """Recreate the PR environment empty and build the PR's changes into it."""
+def unchanged_relocated_sources(
+    pr_manifest: dict[str, Any], prod_manifest: dict[str, Any]
+) -> list[str]:
+    """Tests to leave out of a PR build: those of source tables whose declaration is unchanged
+    but whose relation differs from prod's only because a PR build reads the CI file's own copy
+    (the ``platform`` tables). dbt calls such a source modified, so ``state:modified+`` would run
+    their tests in every PR, against the CI file's tables, whatever the PR changed."""
+    excluded = []
+    children = pr_manifest.get("child_map") or {}
+    for uid, source in sorted(pr_manifest.get("sources", {}).items()):
+        old = prod_manifest.get("sources", {}).get(uid)
+        if (
+            children.get(uid)
+            and old is not None
+            and _declaration(old) == _declaration(source)
+            and old.get("relation_name") != source.get("relation_name")
+        ):
+            excluded.append(f"source:{source['source_name']}.{source['name']}+,resource_type:test")
+    return excluded
+
+
+def _git(*args: str) -> subprocess.CompletedProcess[str] | None:
+    try:
+        return subprocess.run(
+            ["git", *args], cwd=PROJECT_DIR, capture_output=True, text=True, timeout=30
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+
+
+def behind_prod(deployed_commit: str | None, head: str | None) -> dict[str, Any] | None:
+    """Is the commit prod was deployed from part of the checked-out branch? If not, the diff
+    against prod shows prod's newer changes as reverted by the PR: say so, and what to merge.
+
+    None when the branch contains prod's commit (or nothing is known to compare).
+    """
+    if not deployed_commit or not head or deployed_commit == head:
+        return None
+    known = _git("cat-file", "-e", f"{deployed_commit}^{{commit}}")
+    if known is None or known.returncode != 0:
+        return {
+            "prod_commit": deployed_commit,
+            "known": False,
+            "commits": [],
+            "files": [],
+        }
+    ancestor = _git("merge-base", "--is-ancestor", deployed_commit, head)
+    if ancestor is None or ancestor.returncode == 0:
+        return None
+    log = _git("log", "--format=%h %s", "--max-count=20", f"{head}..{deployed_commit}")
+    files = _git("diff", "--name-only", f"{head}...{deployed_commit}")
+    return {
+        "prod_commit": deployed_commit,
+        "known": True,
+        "commits": (log.stdout.splitlines() if log and log.returncode == 0 else []),
+        "files": (files.stdout.splitlines() if files and files.returncode == 0 else []),
+    }
+
+
+def _invocation_id(results_file: Path) -> str | None:
+    if not results_file.is_file():
+        return None
+    return json.loads(results_file.read_text()).get("metadata", {}).get("invocation_id")
+
+
+class CiFileBusy(CicdError):
+    """dbt could not open the CI file: another process holds its lock."""
+
+
+def _is_lock_error(text: str | None) -> bool:
+    return bool(text) and "could not set lock" in text.lower()
+
+
+def build(
+    layout: Layout,
+    number: int,
+    select: Sequence[str] = DEFAULT_SELECTION,
+    *,
+    full_refresh: bool = False,
+) -> PrBuild:
+    """Recreate the PR environment empty and build the PR's changes into it.
+
+    The CI file is taken first (the `dataops` lock, then DuckDB's lock, which this process keeps
+    while dbt runs in it, so no other process can take the file between the reset and dbt's
+    start). If either is held, nothing is created or removed.
+    """
     check_prod_state(layout)
     schema = pr_schema(number)
     commit = git_commit()
     target_dir = layout.pr_target_dir(number)
-    shutil.rmtree(layout.pr_dir(number), ignore_errors=True)  # no stale results of a past build
-    target_dir.mkdir(parents=True)
-    layout.ci_warehouse.parent.mkdir(parents=True, exist_ok=True)
-    with connect(layout.ci_warehouse) as con:
-        reset_environment(con, number, commit)
-        ensure_events(con)
-        record_event(
-            con,
-            "cicd.pr_build_started",
-            status="started",
-            message=schema,
-            details={"pr_number": number, "commit": commit, "select": list(select)},
-        )
-    changed_sources: list[str] = []
-    with environ(layout.dbt_environment(number)):
-        settings = load_settings("ci")
-        if tuple(select) == DEFAULT_SELECTION:
-            parsed = run_dbt(settings, pr_parse_args(layout, number))
-            if not parsed.success:
-                raise CicdError(f"dbt parse of the checkout failed: {parsed.exception}")
-            changed_sources = changed_source_declarations(
-                json.loads((target_dir / "manifest.json").read_text()),
-                json.loads(layout.prod_manifest.read_text()),
+    prod_deploy = layout.prod_state_dir / "deploy.json"
+    deployed = json.loads(prod_deploy.read_text()) if prod_deploy.is_file() else {}
+    behind = behind_prod(deployed.get("commit"), commit)
+    full_refresh = full_refresh or full_refresh_requested(commit)
+    with ci_lock(layout, f"dataops pr build {number}"):
+        con = connect(layout.ci_warehouse)
+        try:
+            outcome, select, changed_sources, excluded, cloned = _build_locked(
+                layout, con, number, select, commit, full_refresh
             )
-            select = (*select, *changed_sources)
-        outcome = run_dbt(settings, pr_build_args(layout, number, select))
-    selected = []
+        finally:
+            con.close()
     results_file = target_dir / "run_results.json"
+    selected = []
     if results_file.is_file():
         selected = [r["unique_id"] for r in json.loads(results_file.read_text())["results"]]
+    failures = [strip_ansi(f) for f in outcome.failures]
     (layout.pr_dir(number) / "build.json").write_text(
         json.dumps(
             {
@@ -190,35 +347,110 @@ def build(layout: Layout, number: int, select: Sequence[str] = DEFAULT_SELECTION
                 "commit": commit,
                 "success": outcome.success,
                 "select": list(select),
+                "exclude": excluded,
                 "changed_sources": changed_sources,
-                "failures": outcome.failures,
+                "failures": failures,
+                "exception": strip_ansi(outcome.exception) or None,
+                "dbt_invocation_id": _invocation_id(results_file),
+                "behind_prod": behind,
+                "full_refresh": full_refresh,
+                "cloned_from_prod": cloned,
             },
             indent=2,
         )
         + "\n"
     )
-    with connect(layout.ci_warehouse) as con:
-        record_event(
-            con,
-            "cicd.pr_build_finished",
-            status="success" if outcome.success else "failed",
-            message=schema,
-            details={
-                "pr_number": number,
-                "commit": commit,
-                "nodes": len(selected),
-                "failures": outcome.failures,
-                "exception": outcome.exception,
-            },
-        )
-    return PrBuild(number, schema, outcome, commit, target_dir, selected)
+    outcome.failures = failures
+    outcome.exception = strip_ansi(outcome.exception) or None
+    return PrBuild(number, schema, outcome, commit, target_dir, selected, behind, cloned)
+
+
+def _build_locked(
+    layout: Layout,
+    con: duckdb.DuckDBPyConnection,
+    number: int,
+    select: Sequence[str],
+    commit: str | None,
+    full_refresh: bool,
+) -> tuple[DbtOutcome, Sequence[str], list[str], list[str], list[str]]:
+    schema = pr_schema(number)
+    target_dir = layout.pr_target_dir(number)
+    reset_environment(con, number, commit)
+    shutil.rmtree(layout.pr_dir(number), ignore_errors=True)  # no stale results of a past build
+    target_dir.mkdir(parents=True)
+    ensure_events(con)
+    record_event(
+        con,
+        "cicd.pr_build_started",
+        status="started",
+        message=schema,
+        details={"pr_number": number, "commit": commit, "select": list(select)},
+    )
+    changed_sources: list[str] = []
+    excluded: list[str] = []
+    cloned: list[str] = []
+    try:
+        with environ(layout.dbt_environment(number)):
+            settings = load_settings("ci")
+            if tuple(select) == DEFAULT_SELECTION:
+                parsed = run_dbt(settings, pr_parse_args(layout, number))
+                if not parsed.success:  # recorded in build.json; the report says so
+                    parsed.exception = f"dbt parse failed: {parsed.exception}"
+                    return parsed, select, [], [], []
+                pr_manifest = json.loads((target_dir / "manifest.json").read_text())
+                prod_manifest = json.loads(layout.prod_manifest.read_text())
+                changed_sources = changed_source_declarations(pr_manifest, prod_manifest)
+                excluded = unchanged_relocated_sources(pr_manifest, prod_manifest)
+                select = (*select, *changed_sources)
+            if not full_refresh:
+                listed = invoke(
+                    incremental_ls_args(layout, number, select, excluded), dbt_env(settings)
+                )
+                if listed.success:
+                    incremental = [json.loads(line)["unique_id"] for line in listed.result or []]
+                    cloned = clone_incremental_models(
+                        con,
+                        layout,
+                        incremental,
+                        json.loads((target_dir / "manifest.json").read_text()),
+                        json.loads(layout.prod_manifest.read_text()),
+                    )
+            outcome = run_dbt(
+                settings,
+                pr_build_args(layout, number, select, excluded, full_refresh=full_refresh),
+            )
+        if _is_lock_error(outcome.exception):
+            raise CiFileBusy(
+                f"dbt could not open {layout.ci_warehouse}: another process holds its lock "
+                f"({strip_ansi(outcome.exception)}). Nothing was built; run the build again."
+            )
+    except CiFileBusy:
+        shutil.rmtree(layout.pr_dir(number), ignore_errors=True)
+        drop_environment(layout, con, number, reason="PR build did not start")
+        raise
+    record_event(
+        con,
+        "cicd.pr_build_finished",
+        status="success" if outcome.success else "failed",
+        message=schema,
+        details={
+            "pr_number": number,
+            "commit": commit,
+            "dbt_invocation_id": _invocation_id(target_dir / "run_results.json"),
+            "failures": [strip_ansi(f) for f in outcome.failures],
+            "exception": strip_ansi(outcome.exception) or None,
+        },
+    )
+    return outcome, select, changed_sources, excluded, cloned
 
 
 def teardown(layout: Layout, number: int) -> bool:
-    """Drop the PR schema and its artefacts; True if there was anything to drop."""
+    """Drop the PR schema, its artefacts and its rows in the CI file's platform tables; True if
+    there was anything to drop."""
     pr_schema(number)
     if not layout.ci_warehouse.is_file():
+        existed = layout.pr_dir(number).exists()
         shutil.rmtree(layout.pr_dir(number), ignore_errors=True)
-        return False
-    with connect(layout.ci_warehouse) as con:
+        return existed
+    with ci_lock(layout, f"dataops pr teardown {number}"), connect(layout.ci_warehouse) as con:
         return drop_environment(layout, con, number, reason="pull request closed (pr teardown)")

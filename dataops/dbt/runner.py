@@ -168,6 +168,7 @@ class DbtOutcome:
     counts: Counter = field(default_factory=Counter)
     failures: list[str] = field(default_factory=list)
     exception: str | None = None
+    invocation_id: str | None = None  # joins platform.events (observability)
 
     def count(self, resource_type: str, *statuses: str) -> int:
         return sum(n for (rtype, status), n in self.counts.items()
@@ -177,6 +178,9 @@ class DbtOutcome:
 def outcome_of(result: Any) -> DbtOutcome:
     """Summarise a ``dbtRunnerResult`` by resource type and status, failures named."""
     outcome = DbtOutcome(success=result.success)
+    from dbt_common.invocation import get_invocation_id  # the invocation just run
+
+    outcome.invocation_id = get_invocation_id()
     if result.exception is not None:
         outcome.exception = str(result.exception)
     for node_result in getattr(result.result, "results", None) or []:

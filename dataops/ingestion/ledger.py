@@ -9,6 +9,8 @@ content it follows. Older ledgers (``failed`` rows, no new columns) are upgraded
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import duckdb
 
 from dataops.core.warehouse import PLATFORM_SCHEMA
@@ -105,6 +107,31 @@ def previous_delivery(
         [source_name, table_name, file_name, file_hash],
     ).fetchone()
     return row[0] if row else None
+
+
+def loaded_file_hashes(warehouse: Path) -> set[str] | None:
+    """Content hashes loaded into any raw table, read without taking the write lock.
+
+    None when the warehouse is locked by a writer (ask again later); empty when there is no
+    warehouse or no ledger yet.
+    """
+    if not warehouse.exists():
+        return set()
+    try:
+        with duckdb.connect(str(warehouse), read_only=True) as con:
+            found = con.execute(
+                "select count(*) from information_schema.tables "
+                "where table_schema = ? and table_name = 'load_ledger'",
+                [PLATFORM_SCHEMA],
+            ).fetchone()[0]
+            if not found:
+                return set()
+            rows = con.execute(
+                f"select distinct file_hash from {LEDGER_TABLE} where status = 'loaded'"
+            ).fetchall()
+    except duckdb.IOException:
+        return None
+    return {row[0] for row in rows}
 
 
 def record(con: duckdb.DuckDBPyConnection, **entry: object) -> None:

@@ -47,7 +47,8 @@ DEFAULT_LOCK_TIMEOUT = 600.0
 # Raw CSV/JSON columns are text. DuckDB 2.0's default string compression (dict_fsst) spends 3-4x
 # the whole load time analysing them at checkpoint (docs/benchmarks.md, "Ingestion"); without it
 # raw text tables load ~4x faster and take ~2.4x the disk. The loader's connection opts out.
-LOAD_SETTINGS = ("set disabled_compression_methods = 'dict_fsst'",)
+# Times with a zone (Parquet TIMESTAMP WITH TIME ZONE) become UTC when stored into a timestamp.
+LOAD_SETTINGS = ("set disabled_compression_methods = 'dict_fsst'", "set TimeZone = 'UTC'")
 
 
 class WarehouseLocked(RuntimeError):
@@ -227,8 +228,8 @@ def ensure_declared_tables(con: duckdb.DuckDBPyConnection, tables: list[SourceTa
 
     So a table declared before its first file is delivered builds (staging reads zero rows) and
     its freshness says "never delivered" instead of failing on a missing table. CSV and JSON-lines
-    raw columns are text (as loaded); Parquet ones have the declared types. The first file's
-    load replaces such a placeholder (no row, no ledger entry) with its own columns.
+    raw columns are text (as loaded); Parquet ones have the declared types, so a first file with
+    other (exactly convertible) types cannot decide them for the files that follow.
     """
     created = []
     for table in tables:
@@ -252,14 +253,6 @@ def ensure_declared_tables(con: duckdb.DuckDBPyConnection, tables: list[SourceTa
             raise
         created.append(table.key)
     return created
-
-
-def _is_placeholder(con: duckdb.DuckDBPyConnection, table: SourceTable) -> bool:
-    """A raw table created empty by ensure_declared_tables, no file loaded into it yet."""
-    if ledger.loaded_hashes(con, table.source, table.name):
-        return False
-    target = f"{quote_identifier(table.schema)}.{quote_identifier(table.name)}"
-    return con.execute(f"select count(*) = 0 from {target}").fetchone()[0]
 
 
 @dataclass
@@ -290,15 +283,10 @@ def load_file(
     """
     recorded_path = recorded_path or path
     started_at = _now()
-    placeholder = False
     try:
         staged = validation.stage(con, table, path)
         crash_point("after_stage")
-        raw_columns = _raw_columns(con, table)
-        placeholder = raw_columns is not None and _is_placeholder(con, table)
-        violations = validation.validate(
-            con, table, staged, None if placeholder else raw_columns
-        )
+        violations = validation.validate(con, table, staged, _raw_columns(con, table))
     except FileRejected as rejected:
         violations = rejected.violations
     except duckdb.Error as error:  # a check that could not run on this content
@@ -325,8 +313,8 @@ def load_file(
         crash_point("after_begin")
         con.execute(f"create schema if not exists {quote_identifier(table.schema)}")
         existing = _raw_columns(con, table)
-        if existing is None or placeholder:  # the first file decides the raw columns
-            con.execute(f"create or replace table {target} as {select} limit 0", params)
+        if existing is None:
+            con.execute(f"create table {target} as {select} limit 0", params)
         else:
             known = {name.lower() for name in existing}
             for name, data_type in staged.columns.items():

@@ -430,7 +430,28 @@ def _stage(
             ]
         except duckdb.Error as error:
             raise FileRejected([explain_read_error(error)]) from None
-        declared = [c.name for c in _declared(table)]
+        # JSON keys are case-sensitive, declared names are not: a key is read under the exact
+        # spelling the file uses, and a name spelt two ways in one file is refused (else the
+        # reader would silently give null for the records that use the other spelling).
+        spellings: dict[str, list[str]] = {}
+        for key in sorted(keys):
+            spellings.setdefault(key.lower(), []).append(key)
+        mixed = {lower: found for lower, found in spellings.items() if len(found) > 1}
+        if mixed:
+            raise FileRejected(
+                [
+                    Violation(
+                        "key_case",
+                        f"key {found[0]!r} is spelt {len(found)} ways in this file "
+                        f"({', '.join(map(repr, found))}): use one spelling in every record",
+                        column=found[0],
+                        value=", ".join(found),
+                    )
+                    for found in mixed.values()
+                ]
+            )
+        spelt = {lower: found[0] for lower, found in spellings.items()}
+        declared = [spelt.get(c.name.lower(), c.name) for c in _declared(table)]
         lowered = {k.lower() for k in declared}
         names = declared + sorted(k for k in keys if k.lower() not in lowered)
         columns = ", ".join(f"{quote_literal(n)}: 'VARCHAR'" for n in names)
@@ -673,9 +694,18 @@ def validate(
                 )
             )
     raw_lower = {k.lower(): v for k, v in (raw_columns or {}).items()}
+    declared_by_lower = {c.name.lower(): c for c in declared}
     for name, data_type in staged.columns.items():
         known = raw_lower.get(name.lower())
         if known is not None and _normalise_type(known) != _normalise_type(data_type):
+            column = declared_by_lower.get(name.lower())
+            if (
+                column is not None
+                and not column.is_string
+                and not table.column_safe_cast(column)
+                and _normalise_type(known) == _normalise_type(column.data_type)
+            ):
+                continue  # each value is checked against the declared type below, then cast
             violations.append(
                 Violation(
                     "column_retyped",

@@ -140,20 +140,29 @@ def build_ingestion_assets(tables: Sequence[SourceTable], owners: dict[str, str]
                 f"{table.key}: {outcome.files_loaded} files, {outcome.rows_loaded} rows loaded, "
                 f"{outcome.files_skipped} already loaded"
             )
-        if summary.errors:
+        if summary.errors and not summary.files_loaded:
+            # Nothing new to rebuild: the run fails, so the failure alert names the files.
             raise Failure(
                 description=(
-                    f"{len(summary.errors)} landed file(s) could not be loaded; each is recorded "
-                    "in platform.load_ledger with status 'failed'. Fix or replace the file and "
-                    "land it again:\n" + "\n".join(summary.errors)
+                    f"{len(summary.errors)} landed file(s) could not be loaded; each is "
+                    "quarantined and recorded in platform.load_ledger and platform.events. Fix "
+                    "the file, then `dataops replay <quarantined file>`:\n"
+                    + "\n".join(summary.errors)
                 ),
                 metadata={"errors": MetadataValue.json(summary.errors)},
             )
+        for error in summary.errors:
+            # Other files of this run loaded: their raw tables materialise (so everything
+            # downstream is rebuilt); the bad ones are quarantined and reported here and as
+            # file.quarantined events.
+            context.log.error(error)
         for table in selected:
+            outcome = summary.tables[table.key]
             yield MaterializeResult(
                 asset_key=raw_asset_key(table.source, table.name),
                 metadata={
-                    **raw_metadata(summary.tables[table.key], summary.batch_id),
+                    **raw_metadata(outcome, summary.batch_id),
+                    "files_quarantined": len(outcome.quarantined),
                     # row_count, freshness_lag_hours (dataops/observability)
                     **ingestion_metadata(settings.warehouse_path, table.schema, table.name),
                 },

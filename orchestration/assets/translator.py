@@ -1,8 +1,10 @@
 """How dbt resources become Dagster assets: keys, groups by layer, owners, automation.
 
 Everything is read from the dbt YAML through the manifest: descriptions and column schemas (the
-dagster-dbt defaults), owners from ``meta.owner`` (a model without one inherits the owner of the
-sources it reads), and the daily partitions of a model from ``meta.partitions``.
+dagster-dbt defaults), owners from ``meta.owner`` (a model without one inherits the owners of the
+sources it is built from, transitively: a mart built from shop and payments data has both teams;
+the seed declares its owner in dbt_project.yml), and the daily partitions of a model from
+``meta.partitions``.
 """
 
 from __future__ import annotations
@@ -47,6 +49,11 @@ def daily_partitions(props: Mapping[str, Any]) -> DailyPartitionsDefinition | No
     return DailyPartitionsDefinition(start_date=start, end_offset=1)
 
 
+def _declared_owner(props: Mapping[str, Any]) -> str | None:
+    meta = {**(props.get("meta") or {}), **((props.get("config") or {}).get("meta") or {})}
+    return meta.get("owner")
+
+
 class DataopsTranslator(DagsterDbtTranslator):
     """Sources map onto the raw tables that ingestion writes; models are grouped by layer."""
 
@@ -57,6 +64,32 @@ class DataopsTranslator(DagsterDbtTranslator):
             or ((source.get("config") or {}).get("meta") or {}).get("owner")
             for unique_id, source in manifest.get("sources", {}).items()
         }
+        self._parents = {
+            unique_id: list((node.get("depends_on") or {}).get("nodes") or [])
+            for unique_id, node in manifest.get("nodes", {}).items()
+        }
+        self._declared_owners = {
+            unique_id: _declared_owner(node)
+            for unique_id, node in manifest.get("nodes", {}).items()
+        }
+
+    def _inherited_owners(self, unique_id: str) -> list[str]:
+        """Owners of everything upstream: a node's own meta.owner stops the walk up its branch,
+        otherwise the owners of the sources (and owned models or seeds) it is built from."""
+        owners: set[str] = set()
+        seen: set[str] = set()
+        pending = list(self._parents.get(unique_id, []))
+        while pending:
+            parent = pending.pop()
+            if parent in seen:
+                continue
+            seen.add(parent)
+            owner = self._source_owners.get(parent) or self._declared_owners.get(parent)
+            if owner:
+                owners.add(owner_tag(owner))
+            else:
+                pending.extend(self._parents.get(parent, []))
+        return sorted(owners)
 
     def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> AssetKey:
         if dbt_resource_props["resource_type"] == "source":
@@ -85,11 +118,7 @@ class DataopsTranslator(DagsterDbtTranslator):
         if dbt_resource_props["resource_type"] == "source":
             owner = self._source_owners.get(dbt_resource_props["unique_id"])
             return [owner_tag(owner)] if owner else None
-        upstream = (dbt_resource_props.get("depends_on") or {}).get("nodes") or []
-        owners = sorted(
-            {owner_tag(self._source_owners[n]) for n in upstream if self._source_owners.get(n)}
-        )
-        return owners or None
+        return self._inherited_owners(dbt_resource_props["unique_id"]) or None
 
     def get_automation_condition(
         self, dbt_resource_props: Mapping[str, Any]

@@ -4,7 +4,9 @@ rebuilds only what is downstream of its raw table.
 Which folders to watch comes from the source registry (each table's ``meta.landing``). Files are
 recognised by content hash: the cursor keeps the hash of every file currently in the landing
 folders, so a file gives exactly one run, also after a daemon restart (the cursor is stored in the
-Dagster instance), and a copy of a known file under another name gives none. A file still being
+Dagster instance), and a copy of a known file under another name gives none. On its very first
+evaluation, files the load ledger already has (loaded by `make run` before the daemon started)
+are known and start nothing. A file still being
 written (the landing protocol, dataops/ingestion/landing.py) waits for a later tick. New files
 found in one tick are grouped by source: one run per source ingests them all (a burst of files
 does not queue a run per file; every file still belongs to exactly one run). The ingestion ledger
@@ -32,6 +34,7 @@ from dagster import (
 
 from dataops.core.settings import load_settings
 from dataops.ingestion.landing import ready_files
+from dataops.ingestion.ledger import loaded_file_hashes
 from dataops.ingestion.loader import file_sha256
 from dataops.sources.registry import SourceTable
 from orchestration.assets.ingestion import landing_asset_key
@@ -114,6 +117,11 @@ def new_files(found: Sequence[LandedFile], seen: dict[str, list]) -> list[Landed
     return fresh
 
 
+def baseline(found: Sequence[LandedFile], loaded: set[str]) -> dict[str, list]:
+    """A cursor holding the found files whose content the load ledger already has."""
+    return {f.relative: [f.size, f.mtime_ns, f.sha256] for f in found if f.sha256 in loaded}
+
+
 def run_key(source: str, files: Sequence[LandedFile]) -> str:
     digest = hashlib.sha256("\n".join(sorted(f.sha256 for f in files)).encode()).hexdigest()
     return f"{source}:{digest[:32]}"
@@ -180,6 +188,15 @@ def build_landing_sensor(tables: Sequence[SourceTable], target: AssetSelection) 
         settings = load_settings()
         seen = read_cursor(context.cursor)
         found = scan(tables, settings.landing_dir, seen)
+        if context.cursor is None:
+            # First evaluation (a new instance): files already loaded, e.g. by `make run` before
+            # the daemon ever started, are known, not new; only the others start runs.
+            loaded = loaded_file_hashes(settings.warehouse_path)
+            if loaded is None:
+                return SensorResult(
+                    skip_reason=SkipReason("The warehouse is being written; looking again soon.")
+                )
+            seen = baseline(found, loaded)
         fresh = new_files(found, seen)
         cursor = write_cursor(found)
         if not fresh:

@@ -90,6 +90,14 @@ def test_owners_descriptions_and_columns_come_from_the_dbt_yaml(graph):
     staging = graph.get(K("staging/stg_shop__orders"))
     assert staging.owners == ["team:shop-team"]  # the source's meta.owner
     assert graph.get(K("raw/payments/payments")).owners == ["team:finance-team"]
+    # Every asset has an owner: marts and intermediate models inherit the owners of the sources
+    # they are built from (transitively), the seed declares its own in dbt_project.yml.
+    unowned = [k.to_user_string() for k in graph.get_all_asset_keys() if not graph.get(k).owners]
+    assert unowned == []
+    assert {"team:finance-team", "team:shop-team"} <= set(
+        graph.get(K("marts/fct_daily_revenue")).owners
+    )
+    assert graph.get(K("reference/country_codes")).owners == ["team:data-platform"]
     fct_orders = graph.get(K("marts/fct_orders"))
     assert fct_orders.description.startswith("One row per order")
     columns = {c.name: c.type for c in fct_orders.metadata["dagster/column_schema"].columns}
@@ -216,3 +224,38 @@ def test_load_manifest_rejects_a_corrupt_file(tmp_path):
     path.write_text("{not json")
     with pytest.raises(ManifestMissingError, match="make manifest"):
         load_manifest(path)
+
+
+def test_files_already_loaded_start_no_run_on_the_first_tick(
+    tick, sample_landing, tmp_path, monkeypatch
+):
+    """After `make run`, a daemon's first look at the landing folders rebuilds nothing."""
+    from dataops.ingestion.loader import ingest
+    from dataops.sources.registry import load_registry
+
+    landing = tmp_path / "landing"
+    loaded = _first(sample_landing, "shop/orders")
+    _land(sample_landing, landing, loaded)
+    warehouse = tmp_path / "warehouse.duckdb"
+    monkeypatch.setenv("DATAOPS_WAREHOUSE_DEV", str(warehouse))
+    orders = [t for t in load_registry() if t.key == "shop.orders"]
+    assert ingest(warehouse, landing, orders, settle=0).files_loaded == 1
+    new = _first(sample_landing, "web/sessions")
+    _land(sample_landing, landing, new)
+
+    result = tick(None)
+
+    assert [r.tags["dataops/source"] for r in result.run_requests] == ["web"]
+    assert tick(result.cursor).run_requests == []  # the loaded file is in the cursor
+
+
+def test_a_file_still_being_written_waits_for_the_settle_window(
+    tick, sample_landing, tmp_path, monkeypatch
+):
+    landing = tmp_path / "landing"
+    _land(sample_landing, landing, _first(sample_landing, "web/sessions"))
+    monkeypatch.setenv("DATAOPS_SETTLE_SECONDS", "60")
+    waiting = tick(None)
+    assert waiting.run_requests == []
+    monkeypatch.setenv("DATAOPS_SETTLE_SECONDS", "0")
+    assert len(tick(waiting.cursor).run_requests) == 1  # not forgotten by the cursor

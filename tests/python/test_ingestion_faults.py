@@ -277,6 +277,13 @@ def json_timestamp_with_offset(folder: Path, template: Path) -> Path:
     return _json_edit(folder, template, 0, created_at="2025-02-03T10:00:00+02:00")
 
 
+def json_key_spelt_twice(folder: Path, template: Path) -> Path:
+    """One record spells a declared key with other case: its value must not become null."""
+    text = _bumped_json(template).decode().splitlines(keepends=True)
+    text[5] = text[5].replace('"order_id"', '"Order_ID"')
+    return _write(folder, "payments_2099-01-01.json", "".join(text))
+
+
 def csv_too_many_decimals(folder: Path, template: Path) -> Path:
     lines = _lines(template)
     lines[2] = _csv_cell(lines[2], 4, "12.345")
@@ -400,6 +407,8 @@ CASES = [
          where={"line": 4, "column": "payment_method"}),
     Case("string that looks like an object (JSON)", "payments.payments",
          json_string_that_looks_nested, "loaded"),
+    Case("a JSON key spelt two ways", "payments.payments", json_key_spelt_twice, "quarantined",
+         ("key_case",), "spelt 2 ways", where={"column": "Order_ID"}),
     Case("timestamp with an offset (JSON)", "payments.payments", json_timestamp_with_offset,
          "loaded"),
     Case("more decimals than the scale (CSV)", "shop.order_items", csv_too_many_decimals,

@@ -7,11 +7,15 @@ arguments, janitor rules, diff SQL on DuckDB, the GitHub calls against a local H
 from __future__ import annotations
 
 import hashlib
+import io
 import json
+import re
 import shutil
 import subprocess
 import sys
 import threading
+import time
+import zipfile
 from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
@@ -19,8 +23,9 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from dataops.cicd import github, janitor
-from dataops.cicd.diff import keyed_diff_sql, primary_key, set_diff_sql
+from dataops.cicd import github, janitor, report
+from dataops.cicd import pr as pr_module
+from dataops.cicd.diff import diff_model, keyed_diff_sql, primary_key, set_diff_sql
 from dataops.cicd.environments import (
     CicdError,
     Layout,
@@ -28,8 +33,15 @@ from dataops.cicd.environments import (
     list_environments,
     pr_schema,
     reset_environment,
+    strip_ansi,
 )
-from dataops.cicd.pr import check_prod_state, pr_build_args
+from dataops.cicd.pr import (
+    changed_source_declarations,
+    check_prod_state,
+    pr_build_args,
+    unchanged_relocated_sources,
+)
+from dataops.core.events import ensure_events, record_event
 from dataops.core.settings import REPO_ROOT
 from tests.python.conftest import platform_env
 from tests.python.dbt_project_copy import PROJECT_PARTS
@@ -151,6 +163,176 @@ def test_the_janitor_drops_old_and_closed_environments_in_a_real_ci_file(tmp_pat
     assert layout.pr_dir(2).exists()
 
 
+def test_the_janitor_removes_every_trace_rows_in_platform_tables_and_orphan_folders(tmp_path):
+    layout = _layout(tmp_path)
+    with connect(layout.ci_warehouse) as con:
+        ensure_events(con)
+        con.execute("create table platform.metric_history (dbt_invocation_id varchar, v double)")
+        for number, invocation in ((5, "inv-5"), (6, "inv-6")):
+            reset_environment(con, number, commit="abc")
+            record_event(
+                con,
+                "cicd.pr_build_finished",
+                details={"pr_number": number, "dbt_invocation_id": invocation},
+            )
+            record_event(con, "dbt.node_result", dbt_invocation_id=invocation)
+            con.execute("insert into platform.metric_history values (?, 1)", [invocation])
+        # a build that crashed before recording its invocation: found by its target folder
+        record_event(
+            con,
+            "dbt.invocation_started",
+            dbt_invocation_id="inv-5b",
+            details={"target_path": str(layout.pr_target_dir(5))},
+        )
+        con.execute("insert into platform.metric_history values ('inv-5b', 2)")
+        record_event(con, "dbt.node_result", dbt_invocation_id="prod-like")
+    (layout.pr_dir(9) / "target").mkdir(parents=True)  # no schema: a refused build's folder
+    (layout.pr_dir(6) / "target").mkdir(parents=True)
+    dropped = janitor.sweep(layout, older_than=None, open_prs={6})
+    assert sorted(env.number for env, _ in dropped) == [5, 9]
+    assert not layout.pr_dir(9).exists() and layout.pr_dir(6).exists()
+    with connect(layout.ci_warehouse, read_only=True) as con:
+        invocations = {
+            r[0] for r in con.execute("select dbt_invocation_id from platform.events").fetchall()
+        }
+        assert invocations == {None, "inv-6", "prod-like"}
+        assert sorted(
+            con.execute("select dbt_invocation_id from platform.metric_history").fetchall()
+        ) == [("inv-6",)]
+        cicd = con.execute(
+            "select event_type, json_extract_string(details, '$.pr_number') from platform.events "
+            "where event_type like 'cicd.%' order by 2"
+        ).fetchall()
+    assert cicd == [
+        ("cicd.pr_environment_dropped", "5"),
+        ("cicd.pr_build_finished", "6"),
+        ("cicd.pr_environment_dropped", "9"),
+    ]
+
+
+def test_report_counts_models_not_hooks_names_tests_and_folds_whole_failures():
+    manifest = {
+        "nodes": {
+            "model.p.fct_a": {"name": "fct_a", "fqn": ["p", "marts", "fct_a"]},
+            "test.p.unique_fct_a_id.22a4f141e8": {
+                "name": "unique_fct_a_id",
+                "attached_node": "model.p.fct_a",
+            },
+        },
+        "unit_tests": {
+            "unit_test.p.fct_a.test_a": {
+                "name": "test_a",
+                "depends_on": {"nodes": ["model.p.fct_a"]},
+            }
+        },
+    }
+    long_message = "Compilation Error\n" + "x" * 400 + "\n| is_active | BOOLEAN | missing |"
+    results = [
+        {"unique_id": "operation.p.p-on-run-start-0", "status": "success"},
+        {"unique_id": "operation.p.p-on-run-end-0", "status": "success"},
+        {"unique_id": "model.p.fct_a", "status": "success", "execution_time": 1.0},
+        {
+            "unique_id": "test.p.unique_fct_a_id.22a4f141e8",
+            "status": "fail",
+            "message": "\x1b[31mGot 3 results\x1b[0m",
+        },
+        {"unique_id": "unit_test.p.fct_a.test_a", "status": "fail", "message": long_message},
+    ]
+    data = {
+        "number": 3,
+        "schema": "pr_3",
+        "results": results,
+        "read_from_prod": [],
+        "diffs": [],
+        "per_model": report.per_model_results(manifest, results, {"model.p.fct_a"}),
+        "names": {r["unique_id"]: report.node_name(manifest, r["unique_id"]) for r in results},
+        "build": {},
+    }
+    markdown = report.to_markdown(data)
+    assert "| models | 1 | 0 | 0 | 0 |" in markdown and "| tests | 0 | 2 | 0 | 0 |" in markdown
+    assert "`unique_fct_a_id` (test) fail: Got 3 results" in markdown
+    assert "22a4f141e8" not in markdown and "\x1b" not in markdown
+    assert "| is_active | BOOLEAN | missing |" in markdown and "x" * 400 in markdown
+    assert (
+        "| `fct_a` | modified | success | 1.0 | – | 0 | 0 | `unique_fct_a_id` fail, `test_a` fail |"
+        in markdown
+    )
+    assert "Nothing to build" not in markdown
+    hooks_only = dict(data, results=results[:2], per_model=[])
+    assert "Nothing to build: no model, seed or source changed" in report.to_markdown(hooks_only)
+
+
+def test_platform_tables_tests_stay_out_of_pr_builds_unless_their_declaration_changed():
+    def manifest(database: str, tests: list[str]) -> dict:
+        return {
+            "sources": {
+                "source.p.platform.events": {
+                    "source_name": "platform",
+                    "name": "events",
+                    "relation_name": f'"{database}"."platform"."events"',
+                    "columns": {"event_id": {"tests": tests}},
+                },
+                "source.p.shop.orders": {
+                    "source_name": "shop",
+                    "name": "orders",
+                    "relation_name": '"warehouse_prod"."raw_shop"."orders"',
+                },
+            },
+            "child_map": {"source.p.platform.events": ["test.p.x"], "source.p.shop.orders": ["m"]},
+        }
+
+    prod, pr = manifest("warehouse_prod", ["unique"]), manifest("warehouse_ci", ["unique"])
+    assert unchanged_relocated_sources(pr, prod) == ["source:platform.events+,resource_type:test"]
+    changed = manifest("warehouse_ci", ["unique", "not_null"])
+    assert unchanged_relocated_sources(changed, prod) == []
+    assert changed_source_declarations(changed, prod) == ["source:platform.events+"]
+
+
+def test_dbt_colour_codes_are_stripped():
+    assert strip_ansi("\x1b[32mactual\x1b[0m differs from \x1b[31mexpected\x1b[0m") == (
+        "actual differs from expected"
+    )
+
+
+def test_a_branch_behind_prod_is_detected_from_git(tmp_path, monkeypatch):
+    repo = tmp_path / "repo"
+    repo.mkdir()
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", "-c", "user.name=a", "-c", "user.email=a@example.com", *args],
+            cwd=repo,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+
+    git("init", "-q", "-b", "main")
+    (repo / "models").mkdir()
+    (repo / "models" / "a.sql").write_text("select 1 as id\n")
+    git("add", "-A")
+    git("commit", "-qm", "first")
+    base = git("rev-parse", "HEAD")
+    git("checkout", "-qb", "feature")
+    (repo / "models" / "b.sql").write_text("select 2 as id\n")
+    git("add", "-A")
+    git("commit", "-qm", "feature")
+    feature = git("rev-parse", "HEAD")
+    git("checkout", "-q", "main")
+    (repo / "models" / "a.sql").write_text("select 3 as id\n")
+    git("commit", "-qam", "main moves on")
+    deployed = git("rev-parse", "HEAD")
+    monkeypatch.setattr(pr_module, "PROJECT_DIR", repo)
+    behind = pr_module.behind_prod(deployed, feature)
+    assert behind["known"] and behind["files"] == ["models/a.sql"]
+    assert [c.split(" ", 1)[1] for c in behind["commits"]] == ["main moves on"]
+    assert pr_module.behind_prod(base, feature) is None, "contains prod's commit"
+    unknown = pr_module.behind_prod("0" * 40, feature)
+    assert unknown == {"prod_commit": "0" * 40, "known": False, "commits": [], "files": []}
+    assert "behind prod" in report.warnings({"build": {"behind_prod": behind}})[0]
+    assert "fetch-depth: 0" in report.warnings({"build": {"behind_prod": unknown}})[0]
+
+
 def test_keyed_diff_counts_added_removed_changed_rows_and_changed_values():
     con = duckdb.connect()
     con.execute(
@@ -206,6 +388,7 @@ def test_primary_key_from_tests_then_constraints_then_the_source_declaration():
 
 
 class _FakeGitHub(BaseHTTPRequestHandler):
+    artifact: bytes = b""
     comments: list[dict] = []
     calls: list[tuple[str, str]] = []
 
@@ -218,7 +401,35 @@ class _FakeGitHub(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
         self.calls.append(("GET", self.path))
-        if self.path.startswith("/repos/acme/shop/pulls"):
+        host = f"http://127.0.0.1:{self.server.server_port}"
+        if self.path.startswith("/repos/acme/shop/actions/workflows/deploy.yml/runs"):
+            assert "branch=main" in self.path and "status=success" in self.path
+            self._reply(200, {"workflow_runs": [{"id": 11, "head_sha": "f00d" * 10}]})
+        elif self.path.startswith("/repos/acme/shop/actions/runs/11/artifacts"):
+            self._reply(
+                200,
+                {
+                    "artifacts": [
+                        {"name": "pr-3-report", "archive_download_url": f"{host}/dl/2"},
+                        {
+                            "name": "prod-manifest-and-docs-f00d",
+                            "archive_download_url": f"{host}/dl/1",
+                        },
+                    ]
+                },
+            )
+        elif self.path == "/dl/1":  # GitHub redirects to signed storage
+            assert self.headers["Authorization"] == "Bearer t0ken"
+            self.send_response(302)
+            self.send_header("Location", f"{host}/blob/1")
+            self.end_headers()
+        elif self.path == "/blob/1":
+            assert self.headers.get("Authorization") is None, "the token never leaves GitHub"
+            self.send_response(200)
+            self.send_header("Content-Type", "application/zip")
+            self.end_headers()
+            self.wfile.write(self.artifact)
+        elif self.path.startswith("/repos/acme/shop/pulls"):
             self._reply(200, [{"number": 4}, {"number": 9}])
         else:
             self._reply(200, self.comments)
@@ -264,6 +475,35 @@ def test_the_report_is_one_pr_comment_created_then_updated(monkeypatch):
         server.shutdown()
 
 
+def test_pr_jobs_download_the_prod_state_the_deploy_workflow_published(tmp_path, monkeypatch):
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("manifest.json", json.dumps({"nodes": {}, "metadata": {"v": 2}}))
+        archive.writestr("deploy.json", json.dumps({"commit": "f00d" * 10}))
+        archive.writestr("docs/index.html", "<html></html>")
+    _FakeGitHub.artifact = buffer.getvalue()
+    server = HTTPServer(("127.0.0.1", 0), _FakeGitHub)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    state = tmp_path / "prod-state"
+    state.mkdir()
+    (state / "manifest.json").write_text("{}")  # the runner's stale copy
+    (state / "stale.json").write_text("{}")
+    try:
+        monkeypatch.setenv("GITHUB_API_URL", f"http://127.0.0.1:{server.server_port}")
+        monkeypatch.setenv("GITHUB_REPOSITORY", "acme/shop")
+        monkeypatch.setenv("GITHUB_TOKEN", "t0ken")
+        artifact = github.download_prod_state(
+            "deploy.yml", "main", "prod-manifest-and-docs-", state
+        )
+    finally:
+        server.shutdown()
+    assert artifact["name"] == "prod-manifest-and-docs-f00d"
+    assert json.loads((state / "manifest.json").read_text())["metadata"] == {"v": 2}
+    assert json.loads((state / "deploy.json").read_text())["commit"] == "f00d" * 10
+    assert (state / "docs" / "index.html").is_file() and not (state / "stale.json").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["prod-state"], "no staging left"
+
+
 def test_github_calls_without_a_token_say_what_to_set(monkeypatch):
     monkeypatch.delenv("GITHUB_TOKEN", raising=False)
     monkeypatch.setenv("GITHUB_REPOSITORY", "acme/shop")
@@ -300,6 +540,83 @@ def test_the_workflows_are_valid_github_workflows(tmp_path):
     assert rejected.returncode != 0 and "runs-on" in rejected.stdout + rejected.stderr
 
 
+OURS = ("pull-request.yml", "pull-request-closed.yml", "janitor.yml")
+
+
+def _actionlint(*paths: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            str(Path(sys.executable).parent / "actionlint"),
+            "-config-file",
+            str(REPO_ROOT / ".github" / "actionlint.yaml"),
+            "-no-color",
+            *map(str, paths),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_actionlint_passes_the_pull_request_workflows_and_catches_a_broken_one(tmp_path):
+    result = _actionlint(*(WORKFLOWS / name for name in OURS))
+    assert result.returncode == 0, result.stdout + result.stderr
+    broken = tmp_path / "broken.yml"  # a job graph and an expression actionlint must refuse
+    broken.write_text(
+        "on: push\njobs:\n  x:\n    needs: [lint]\n    runs-on: ubuntu-latest\n    steps:\n"
+        "      - run: echo ${{ steps.python.outputs.python-version }}\n"
+    )
+    rejected = _actionlint(broken).stdout
+    assert 'job "x" needs job "lint" which does not exist' in rejected, rejected
+    assert 'property "python" is not defined' in rejected, rejected
+
+
+def test_the_pr_environment_waits_for_lint_and_fast_tests_and_shares_one_warehouse_lock():
+    pull_request = _workflow("pull-request.yml")
+    jobs = pull_request["jobs"]
+    env_job = jobs["pr-environment"]
+    assert env_job["needs"] == ["lint", "fast-tests"], "not the whole suite"
+    assert any(s.get("run") == "make test-fast" for s in jobs["fast-tests"]["steps"])
+    assert any(s.get("run") == "make test" for s in jobs["tests"]["steps"]), "still run in full"
+    # one concurrency group for every job writing the CI file, whichever runner it lands on
+    warehouse_jobs = [
+        env_job,
+        _workflow("pull-request-closed.yml")["jobs"]["teardown"],
+        _workflow("janitor.yml")["jobs"]["janitor"],
+    ]
+    for job in warehouse_jobs:
+        assert job["runs-on"] == ["self-hosted", "dataops-warehouse"]
+        assert job["concurrency"] == {"group": "dataops-warehouse-ci", "cancel-in-progress": False}
+        checkout = next(
+            s for s in job["steps"] if s.get("uses", "").startswith("actions/checkout@")
+        )
+        assert checkout["with"]["clean"] is False, "the runner's .venv survives between jobs"
+    # prod state comes from the deploy workflow's artifact, before the build reads it
+    runs = [s.get("run", "") for s in env_job["steps"]]
+    fetch = next(i for i, r in enumerate(runs) if r.startswith(".venv/bin/dataops pr fetch-state"))
+    build = next(i for i, r in enumerate(runs) if r.startswith(".venv/bin/dataops pr build"))
+    assert fetch < build and "--workflow deploy.yml" in runs[fetch]
+    assert env_job["permissions"]["actions"] == "read", "to list and download artifacts"
+    checkout = next(
+        s for s in env_job["steps"] if s.get("uses", "").startswith("actions/checkout@")
+    )
+    assert checkout["with"]["fetch-depth"] == 0, "the behind-prod check needs history"
+    assert "full-refresh" in runs[build] and "--full-refresh" in runs[build]
+    # caches on hosted runners: .venv keyed on the full Python version, uv's download cache kept
+    for name in ("lint", "fast-tests", "tests"):
+        steps = jobs[name]["steps"]
+        python = next(s for s in steps if s.get("uses", "").startswith("actions/setup-python@"))
+        assert python["id"] == "python"
+        caches = {
+            s["with"]["path"]: s["with"]["key"]
+            for s in steps
+            if s.get("uses", "").startswith("actions/cache@")
+        }
+        assert "${{ steps.python.outputs.python-version }}" in caches[".venv"]
+        assert "hashFiles('requirements.lock'" in caches[".venv"]
+        assert "~/.cache/uv" in caches
+
+
 def _workflow(name: str) -> dict:
     import yaml
 
@@ -332,9 +649,6 @@ def test_the_workflows_only_call_the_projects_commands_at_the_right_events():
     ):
         assert any(c.startswith(expected) for c in commands), expected
     assert any("--post" in c for c in commands), "the report goes to the one PR comment"
-    steps = [s for job in pull_request["jobs"].values() for s in job["steps"]]
-    assert any(s.get("uses", "").startswith("actions/cache@") for s in steps)
-    assert any((s.get("with") or {}).get("cache") == "pip" for s in steps)
     assert pull_request["jobs"]["pr-environment"]["permissions"]["pull-requests"] == "write"
     closed = _workflow("pull-request-closed.yml")
     assert closed["on"]["pull_request"]["types"] == ["closed"]
@@ -376,16 +690,26 @@ class Checkout:
             text=True,
         ).stdout.strip()
 
-    def dataops(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        """The checkout's own `dataops` (its dataops package and dbt project)."""
+    def _env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
         env = platform_env(self.home)
         env["DATAOPS_LANDING"] = str(self.landing)
         for key in ("GITHUB_EVENT_PATH", "GITHUB_TOKEN", "DATAOPS_OPEN_PRS"):
             env.pop(key, None)
+        env.update(extra or {})
+        return env
+
+    def dataops(
+        self,
+        *args: str,
+        check: bool = True,
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
+    ) -> subprocess.CompletedProcess[str]:
+        """The checkout's own `dataops` (its dataops package and dbt project)."""
         result = subprocess.run(
             [sys.executable, "-m", "dataops.cli", *args],
-            cwd=self.repo,
-            env=env,
+            cwd=cwd or self.repo,
+            env=self._env(env),
             capture_output=True,
             text=True,
             timeout=900,
@@ -410,6 +734,10 @@ class Checkout:
     def commit(self, message: str) -> None:
         self.git("add", "-A")
         self.git("commit", "-q", "-m", message)
+
+    def commit_change(self, relative: str, old: str, new: str) -> None:
+        self.edit(relative, old, new)
+        self.commit(f"Change {relative}")
 
     @property
     def prod(self) -> Path:
@@ -494,7 +822,11 @@ def test_a_pr_builds_only_its_changes_reads_the_rest_from_prod_and_leaves_no_tra
         "model.dataops.dim_products",
         "model.dataops.fct_daily_revenue",
     }
-    assert all(r["status"] in ("success", "pass") for r in results.values())
+    assert all(
+        r["status"] in ("success", "pass")
+        for uid, r in results.items()
+        if not uid.startswith("exposure.")  # dbt lists the exposures downstream as no-op
+    )
     assert any(uid.startswith("test.") for uid in results)
     # unchanged upstream models and raw data were read from prod
     revenue_sql = results["model.dataops.fct_daily_revenue"]["compiled_code"]
@@ -551,6 +883,20 @@ def test_a_pr_builds_only_its_changes_reads_the_rest_from_prod_and_leaves_no_tra
     assert "| `gross_revenue` |" in report and "| `net_revenue` |" in report
     assert "| `dim_products` | downstream | `product_id` |" in report
     assert "Read from prod (unchanged upstream):" in report and "`fct_orders`" in report
+    # column-level impact from the compiled SQL, down to marts and declared exposures
+    impact = {
+        line.split("|")[1].strip(): line
+        for line in report.split("### Column-level impact")[1].split("###")[0].splitlines()
+        if line.startswith("| `")
+    }
+    price = impact["`stg_shop__products.unit_price`"]
+    assert "`dim_products.unit_price`" in price and "`product_catalogue_sync`" in price
+    gross = impact["`fct_daily_revenue.gross_revenue`"]
+    assert "| `fct_daily_revenue` | `revenue_dashboard` |" in gross
+    # the incremental model downstream was cloned from prod, not rebuilt from raw data
+    assert "Incremental models cloned from prod" in report and "`fct_order_items`" in report
+    # a sample of changed rows of the mart, prod value then PR value
+    assert re.search(r"\| [0-9-]+ \| `gross_revenue` \| [0-9.]+ \| [0-9.]+ \|", report), report
     assert _sha256(co.prod) == prod_before
 
     rebuilt = co.dataops("pr", "build", "41")  # a second push: the environment starts empty
@@ -566,21 +912,67 @@ def test_a_pr_builds_only_its_changes_reads_the_rest_from_prod_and_leaves_no_tra
 
 
 @pytest.mark.slow
-def test_a_pr_that_breaks_a_test_fails_and_names_the_test(checkout):
+def test_a_pr_with_failures_names_them_in_full_and_warns_of_a_fan_out(checkout):
     co = checkout
     co.branch("duplicate-days")
+    # a fan-out: the day key of fct_daily_revenue stops being unique (its unique test fails) ...
     co.edit(
         "models/marts/finance/fct_daily_revenue.sql",
         "    select revenue_date from orders_by_day\n    union\n",
         "    select revenue_date from orders_by_day\n    union all\n",
     )
-    co.commit("Keep every day from both sides")
-    result = co.dataops("pr", "build", "42", check=False)
+    # ... a contract broken (a column missing) and a unit test broken
+    co.edit("models/marts/core/dim_products.sql", "        products.is_active,\n", "")
+    co.edit(
+        "models/marts/marketing/fct_session_conversions.sql",
+        "attributed_orders.session_id is not null as is_converted",
+        "true as is_converted",
+    )
+    co.commit("Keep every day from both sides; drop is_active; every session converts")
+    result = co.dataops("pr", "build", "42", check=False, env={"DBT_USE_COLORS": "true"})
     assert result.returncode == 1, result.stdout
     assert "FAILED test unique_fct_daily_revenue_revenue_date: fail" in result.stdout, result.stdout
+    record = (co.home / "pr" / "42" / "build.json").read_text()
+    assert "\\u001b[" not in record and "is_active" in record, "plain text, contract row kept"
     report = co.dataops("pr", "report", "42").stdout
-    assert "❌" in report and "unique_fct_daily_revenue_revenue_date" in report
+    assert "\x1b[" not in report
+    assert "❌" in report and "3 node(s) failed" in report
+    # hooks are not models: 3 models built (fct_daily_revenue; dim_products failed, the
+    # session mart skipped after its unit test)
+    assert "| models | 1 | 1 | 0 | 1 |" in report, report
+    # tests by the names dbt gives them, never a hash
+    assert "`unique_fct_daily_revenue_revenue_date` (test) fail" in report
+    assert "`test_session_conversions_attribute_to_latest_open_session` (unit_test) fail" in report
+    assert not re.search(r"`[0-9a-f]{10}`", report), "a generic test shown as its hash"
+    # the whole contract failure, folded: the row naming the missing column is there
+    assert "| is_active   |                 | BOOLEAN       | missing in definition |" in report
+    assert "<summary>`dim_products` (model) error: Compilation Error in model" in report
+    # per model results
+    per_model = r"\| `fct_daily_revenue` \| modified \| success \| [0-9.]+ \| 13 \| 3 \| 0 \|"
+    assert re.search(per_model, report), report
+    assert "`unique_fct_daily_revenue_revenue_date` fail" in report
+    # the fan-out is called out, not shown as changed rows only
+    assert "`fct_daily_revenue`: key `revenue_date` is no longer unique" in report
+    assert "| `fct_daily_revenue` | modified | `revenue_date` ⚠️ not unique |" in report
     co.dataops("pr", "teardown", "42")
+
+
+@pytest.mark.slow
+def test_a_pr_that_changes_nothing_has_nothing_to_build(checkout):
+    co = checkout
+    co.branch("nothing")
+    (co.repo / "NOTES.md").write_text("A pull request that touches no model.\n")
+    co.commit("Notes only")
+    built = co.dataops("pr", "build", "45")
+    assert "built 0 models into pr_45, 0 tests passed, 0 failed (0 nodes" in built.stdout
+    assert "Nothing to build" in built.stdout
+    results = co.run_results(45)
+    assert not [uid for uid in results if not uid.startswith("operation.")], results.keys()
+    report = co.dataops("pr", "report", "45").stdout
+    assert "| models | 0 | 0 | 0 | 0 |" in report and "| tests | 0 | 0 | 0 | 0 |" in report
+    assert "Nothing to build: no model, seed or source changed against prod." in report
+    assert "This branch is behind prod" not in report
+    co.dataops("pr", "teardown", "45")
 
 
 @pytest.mark.slow
@@ -613,6 +1005,154 @@ def test_a_pr_without_a_prod_deploy_is_refused_with_what_to_run(tmp_path, sample
     assert "Run `dataops deploy` on main first" in result.stderr
 
 
+_HOLD_CI_FILE = """
+import sys, time, duckdb
+con = duckdb.connect(sys.argv[1])
+print("holding", flush=True)
+time.sleep(float(sys.argv[2]))
+"""
+
+
+@pytest.mark.slow
+def test_a_ci_file_held_before_the_build_is_refused_clearly_and_leaves_nothing(checkout):
+    co = checkout
+    co.branch("held-before")
+    co.commit_change(
+        "models/marts/finance/fct_daily_revenue.sql", "\nfinal as (", "\n-- x\nfinal as ("
+    )
+    co.ci.parent.mkdir(parents=True, exist_ok=True)
+    duckdb.connect(str(co.ci)).close()
+    # another process (a notebook, a BI tool) holds DuckDB's lock on the CI file
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLD_CI_FILE, str(co.ci), "60"], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout.readline().strip() == "holding"
+        result = co.dataops("pr", "build", "46", check=False, env={"DATAOPS_CI_BUSY_WAIT": "2"})
+    finally:
+        holder.kill()
+        holder.wait()
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "another process holds it" in result.stderr and "nothing was changed" in result.stderr
+    assert not (co.home / "pr" / "46").exists(), "no leftover artefacts folder"
+    assert not co.ci_query("select * from duckdb_schemas() where schema_name = 'pr_46'")
+
+    # another dataops command holds the CI file (the lock beside it): this one waits, then says
+    # who holds it
+    from filelock import FileLock
+
+    with FileLock(str(co.ci) + ".lock"):
+        (co.home / "warehouse_ci.duckdb.lock.owner").write_text(
+            json.dumps({"pid": 4242, "purpose": "dataops pr build 7"})
+        )
+        result = co.dataops("pr", "build", "46", check=False, env={"DATAOPS_CI_LOCK_WAIT": "1"})
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "waiting for warehouse_ci.duckdb: held by dataops pr build 7 (pid 4242)" in result.stderr
+    assert "still in use by dataops pr build 7 (pid 4242) after 1 s" in result.stderr
+    assert not (co.home / "pr" / "46").exists()
+
+
+@pytest.mark.slow
+def test_no_process_can_take_the_ci_file_between_the_reset_and_dbt(checkout):
+    co = checkout
+    co.branch("held-at-start")
+    co.commit_change(
+        "models/marts/finance/fct_daily_revenue.sql", "\nfinal as (", "\n-- y\nfinal as ("
+    )
+    build = subprocess.Popen(
+        [sys.executable, "-m", "dataops.cli", "pr", "build", "47"],
+        cwd=co.repo,
+        env=co._env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    target = co.home / "pr" / "47" / "target"
+    deadline = time.monotonic() + 300
+    while not target.exists() and build.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert target.exists() and build.poll() is None, "the build reset its environment and runs"
+    # the environment exists; dbt parses, then builds: the file stays the build's throughout
+    with pytest.raises(duckdb.IOException, match="lock"):
+        duckdb.connect(str(co.ci)).close()
+    stdout, stderr = build.communicate(timeout=600)
+    assert build.returncode == 0, stdout + stderr
+    assert "PR #47: built 1 models" in stdout
+    co.dataops("pr", "teardown", "47")
+
+
+@pytest.mark.slow
+def test_two_pr_builds_at_once_both_succeed_one_after_the_other(checkout):
+    co = checkout
+    co.branch("concurrent-a")
+    co.commit_change(
+        "models/marts/finance/fct_daily_revenue.sql", "\nfinal as (", "\n-- a\nfinal as ("
+    )
+    co.branch("concurrent-b")
+    co.commit_change(
+        "models/marts/marketing/fct_session_conversions.sql", "\nfinal as (", "\n-- b\nfinal as ("
+    )
+    other = co.repo.parent / "repo-b"
+    co.git("checkout", "-q", "main")
+    co.git("worktree", "add", "-q", str(other), "concurrent-b")
+    co.git("checkout", "-q", "concurrent-a")
+    builds = [
+        subprocess.Popen(
+            [sys.executable, "-m", "dataops.cli", "pr", "build", str(number)],
+            cwd=cwd,
+            env=co._env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for number, cwd in ((48, co.repo), (49, other))
+    ]
+    outputs = [build.communicate(timeout=900) for build in builds]
+    for build, (stdout, stderr) in zip(builds, outputs, strict=True):
+        assert build.returncode == 0, stdout + stderr
+    assert "PR #48: built 1 models" in outputs[0][0]
+    assert "PR #49: built 1 models" in outputs[1][0]
+    assert any("waiting for warehouse_ci.duckdb: held by dataops pr build" in e for _, e in outputs)
+    assert {"fct_daily_revenue"} == {
+        r.split(".")[-1] for r in co.run_results(48) if r.startswith("model.")
+    }
+    assert {"fct_session_conversions"} == {
+        r.split(".")[-1] for r in co.run_results(49) if r.startswith("model.")
+    }
+    tables = co.ci_query(
+        "select schema_name, table_name from duckdb_tables() "
+        "where schema_name in ('pr_48', 'pr_49') and table_name like 'fct_%'"
+    )
+    assert sorted(tables) == [("pr_48", "fct_daily_revenue"), ("pr_49", "fct_session_conversions")]
+    # the janitor removes every trace: schemas, folders, the builds' rows in platform tables
+    invocations = [
+        json.loads((co.home / "pr" / str(n) / "build.json").read_text())["dbt_invocation_id"]
+        for n in (48, 49)
+    ]
+    assert all(invocations)
+    ids = ", ".join(f"'{i}'" for i in invocations)
+    [(rows,)] = co.ci_query(
+        f"select count(*) from platform.events where dbt_invocation_id in ({ids})"
+    )
+    assert rows > 10, "the builds' hooks recorded their node results"
+    (co.home / "pr" / "77").mkdir()  # a folder left by a build refused long ago
+    co.dataops("janitor", "--open-prs", "1")
+    assert not co.ci_query("select * from duckdb_schemas() where schema_name like 'pr_%'")
+    assert not [p for p in (co.home / "pr").iterdir()], "no folder left"
+    for table in ("events", "metric_history"):
+        left = co.ci_query(
+            f"select count(*) from platform.{table} where dbt_invocation_id in ({ids})"
+        )
+        assert left == [(0,)], table
+    kept = co.ci_query(
+        "select event_type, count(*) from platform.events "
+        "where try_cast(json_extract_string(details, '$.pr_number') as integer) in (48, 49) "
+        "group by 1"
+    )
+    assert kept == [("cicd.pr_environment_dropped", 2)], "one record of each drop, nothing else"
+    co.git("worktree", "remove", "--force", str(other))
+
+
 def test_a_composite_key_matches_rows_on_every_key_column():
     con = duckdb.connect()
     con.execute(
@@ -641,3 +1181,18 @@ def test_a_composite_key_matches_rows_on_every_key_column():
         "sources": {},
     }
     assert primary_key(manifest, "model.p.stock") == ["supply_id", "sku"]
+
+
+def test_a_composite_key_fan_out_and_changed_row_samples():
+    con = duckdb.connect()
+    con.execute(
+        "create table prod_t as select * from (values (1, 'A', 5), (1, 'B', 7), (2, 'A', 3)) "
+        "as t(supply_id, sku, quantity)"
+    )
+    con.execute(
+        "create table pr_t as select * from (values (1, 'A', 5), (1, 'B', 8), (1, 'B', 8), "
+        "(2, 'A', 3)) as t(supply_id, sku, quantity)"
+    )
+    diff = diff_model(con, "stock", "modified", "pr_t", "prod_t", ["supply_id", "sku"], sample=True)
+    assert diff.key == "supply_id, sku" and diff.key_broken and diff.pr_duplicates == 1
+    assert diff.samples == [("1, B", {"quantity": ("7", "8")}), ("1, B", {"quantity": ("7", "8")})]
