@@ -25,8 +25,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -36,12 +34,12 @@ from typing import Any
 import duckdb
 
 from dataops.core import events
+from dataops.core.alerts import ALERT_WEBHOOK_ENV, post_webhook
 from dataops.core.secrets import read_secret
 from dataops.core.settings import PROJECT_DIR
 from dataops.core.warehouse import PLATFORM_SCHEMA
 
 INCIDENTS_TABLE = f"{PLATFORM_SCHEMA}.incidents"
-ALERT_WEBHOOK_ENV = "ALERT_WEBHOOK_URL"
 DAGSTER_URL_ENV = "DAGSTER_WEBSERVER_URL"  # e.g. http://127.0.0.1:3000; the run link's base
 REPORT_URL_ENV = "DATAOPS_REPORT_URL"  # where the dashboard is served; default its file:// URL
 SAMPLE_ROWS = 5
@@ -96,21 +94,6 @@ class Finding:
 
 def ensure_incidents(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(INCIDENTS_DDL)
-
-
-def post_webhook(url: str, payload: dict[str, Any], timeout: float = 10.0) -> str:
-    """POST the payload as JSON; return "sent (<status>)" or "failed: <reason>" (never raises)."""
-    request = urllib.request.Request(
-        url,
-        data=json.dumps(payload, default=str).encode(),
-        headers={"Content-Type": "application/json"},
-        method="POST",
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return f"sent ({response.status})"
-    except (urllib.error.URLError, OSError) as error:
-        return f"failed: {error}"
 
 
 def webhook_sender(url: str | None = None) -> AlertSender:
