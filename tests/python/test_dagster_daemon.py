@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from dataops.ingestion.loader import file_sha256
+from orchestration.launcher import PID_TAG
 from tests.python.dagster_harness import (
     broken_customers,
     clone_home,
@@ -170,6 +171,8 @@ def test_a_landed_file_is_ingested_and_only_its_downstream_assets_rebuilt(platfo
     [run] = platform.wait_for_new_runs(before)
     assert run.status.value == "SUCCESS", platform.log_messages(run.run_id)[-3000:]
     assert run.tags["dataops/source"] == "shop"
+    # It ran in the worker the daemon's launcher had warmed up (orchestration/launcher.py).
+    assert run.tags.get(PID_TAG), run.tags
     monkeypatch.setenv("DATAOPS_HOME", str(platform.home))
     monkeypatch.setenv("DBT_TARGET_PATH", str(platform.home / "target"))
     materialized = platform.materialized(run.run_id)
