@@ -3,9 +3,11 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-# The stamp is keyed on the lock, pyproject.toml and the interpreter's full version: a kept
-# .venv (a persistent CI runner) is rebuilt when the Python patch version changes.
-STAMP := $(VENV)/.installed-$(shell (cat requirements.lock pyproject.toml; $(PYTHON) -V 2>&1) | cksum | cut -d' ' -f1)
+# The stamp is keyed on the lock, pyproject.toml, the interpreter's full version and how the
+# packages are installed (INSTALL_KIND): a kept .venv (a persistent CI runner) is rebuilt when
+# any of them changes.
+INSTALL_KIND := compiled-bytecode
+STAMP := $(VENV)/.installed-$(shell (cat requirements.lock pyproject.toml; $(PYTHON) -V 2>&1; echo $(INSTALL_KIND)) | cksum | cut -d' ' -f1)
 
 export DBT_SEND_ANONYMOUS_USAGE_STATS := false
 export DBT_VERSION_CHECK := false
@@ -24,6 +26,11 @@ $(STAMP): requirements.lock pyproject.toml
 	$(BIN)/python -m pip install -q --disable-pip-version-check uv==0.13.9
 	$(BIN)/uv pip install -q --python $(BIN)/python -r requirements.lock
 	$(BIN)/uv pip install -q --python $(BIN)/python --no-deps -e .
+	# Bytecode of every installed package, compiled once: uv does not compile it, and with
+	# PYTHONDONTWRITEBYTECODE set (CI images, some shells) every Python process (dbt, Dagster's
+	# run workers) would compile Dagster, dbt and SQLAlchemy from source again, about twice the
+	# import time (docs/benchmarks.md, "Dagster latency").
+	$(BIN)/python -m compileall -q -j 0 $(VENV)/lib > /dev/null
 	rm -f $(VENV)/.installed-* && touch $@
 
 install: $(STAMP)  ## create .venv from requirements.lock
