@@ -4,6 +4,7 @@ materialised by the daemon (goal < 15 s at the default scale).
 
     .venv/bin/python bench/bench_dagster.py                    # default scale (50k order items)
     .venv/bin/python bench/bench_dagster.py --order-items 3000 --days 7
+    .venv/bin/python bench/bench_dagster.py --home /tmp/bd --latency-only   # reuse a built home
 
 Prints one line per figure; record them in docs/benchmarks.md. Not a test: nothing fails on time.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 import os
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -99,8 +101,14 @@ def run_parts(instance, run_id: str) -> list[tuple[str, float]]:
         if event is None:
             continue
         kind = event.event_type.name  # enum names (RUN_START); values still say PIPELINE_
-        if kind in ("RUN_ENQUEUED", "RUN_DEQUEUED", "RUN_STARTING", "RUN_START", "RUN_SUCCESS",
-                    "RUN_FAILURE"):
+        if kind in (
+            "RUN_ENQUEUED",
+            "RUN_DEQUEUED",
+            "RUN_STARTING",
+            "RUN_START",
+            "RUN_SUCCESS",
+            "RUN_FAILURE",
+        ):
             stamps.setdefault(kind, entry.timestamp)
         elif kind in ("STEP_START", "STEP_SUCCESS", "STEP_FAILURE") and event.step_key:
             steps.setdefault(event.step_key, []).append(entry.timestamp)
@@ -153,22 +161,48 @@ def bench_startup(home: Path) -> None:
     env = dagster_env(home, home / "dagster_home")
     out = subprocess.run(
         [sys.executable, "-c", STARTUP_SNIPPET],
-        cwd=REPO_ROOT, env=env, check=True, capture_output=True, text=True,
+        cwd=REPO_ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout.split()
     for at in range(0, len(out), 5):
-        label, version, version_cpu, adapter, adapter_cpu = out[at:at + 5]
-        print(f"dbt step start-up, {label + ' resource:':<22} `dbt --version` "
-              f"{float(version):5.2f} s / {float(version_cpu):5.2f} s CPU (once per run worker), "
-              f"dbt adapter {float(adapter):5.2f} s / {float(adapter_cpu):5.2f} s CPU (every dbt "
-              "step)")
+        label, version, version_cpu, adapter, adapter_cpu = out[at : at + 5]
+        print(
+            f"dbt step start-up, {label + ' resource:':<22} `dbt --version` "
+            f"{float(version):5.2f} s / {float(version_cpu):5.2f} s CPU (once per run worker), "
+            f"dbt adapter {float(adapter):5.2f} s / {float(adapter_cpu):5.2f} s CPU (every dbt "
+            "step)"
+        )
 
 
-def bench_latency(home: Path, samples: int) -> None:
+def bench_latency(home: Path, samples: int, standby_workers: int, bytecode: bool = True) -> None:
+    """``standby_workers`` 0: every run worker is a new process (Dagster's default launch path);
+    1: the instance config's launcher hands runs to a worker warmed up in advance.
+    ``bytecode`` False: every process compiles its imports from source (an environment without
+    compiled bytecode and PYTHONDONTWRITEBYTECODE set, as before `make install` compiled it)."""
     from dagster import DagsterInstance, RunsFilter
     from dagster._core.instance.ref import InstanceRef
 
+    shutil.rmtree(home / "dagster_home", ignore_errors=True)
     dagster_home = install_instance(home / "dagster_home")
+    config = dagster_home / "dagster.yaml"
+    config.write_text(
+        config.read_text().replace("standby_workers: 1", f"standby_workers: {standby_workers}")
+    )
+    print(f"--- run launcher: standby_workers {standby_workers}; compiled bytecode: {bytecode}")
     env = dagster_env(home, dagster_home)
+    if not bytecode:
+        # An empty cache folder: Python then finds no .pyc and, not writing any, compiles each
+        # module from source in every process.
+        env["PYTHONPYCACHEPREFIX"] = str(home / "no-bytecode")
+        env["PYTHONDONTWRITEBYTECODE"] = "1"
+    # Landed files are new content in every session (a kept --home has loaded earlier ones).
+    counter = home / "bench_dagster_samples"
+    first = int(counter.read_text()) if counter.exists() else 1
+    counter.write_text(str(first + samples))
+    cpu_before, started = _children_cpu(), time.perf_counter()
     daemon = start_daemon(env, home / "daemon.log")
     instance = DagsterInstance.from_ref(InstanceRef.from_dir(str(dagster_home)))
     try:
@@ -181,7 +215,7 @@ def bench_latency(home: Path, samples: int) -> None:
                 lambda n: customer_redelivery(home / "archive", home / "landing", n),
             ),
         ):
-            for n in range(1, samples + 1):
+            for n in range(first, first + samples):
                 known = {r.run_id for r in instance.get_runs()}
                 landed_at = time.time()
                 land(n)
@@ -210,11 +244,32 @@ def bench_latency(home: Path, samples: int) -> None:
                     f"pickup {pickup:4.1f} s, queue {queued:4.1f} s, run {duration:5.1f} s, "
                     f"{run.status.value}, load {_load()})"
                 )
-                print("         parts: " + ", ".join(
-                    f"{name} {seconds:.1f} s" for name, seconds in run_parts(instance, run.run_id)
-                ))
+                print(
+                    "         parts: "
+                    + ", ".join(
+                        f"{name} {seconds:.1f} s"
+                        for name, seconds in run_parts(instance, run.run_id)
+                    )
+                )
     finally:
         daemon.stop()
+    # The daemon's CPU includes every process it started and reaped: its code server, the run
+    # workers, dbt; and its idle loops (sensors every 5 s) over the whole session.
+    print(
+        f"daemon session: {time.perf_counter() - started:.1f} s wall, "
+        f"{_children_cpu() - cpu_before:.1f} s CPU (daemon, code server, run workers, dbt) for "
+        f"{2 * samples} runs, load {_load()}"
+    )
+
+
+def build_home(home: Path, order_items: int, days: int) -> None:
+    print(f"scale: {order_items} order items over {days} days")
+    dataops(home, "generate", "--order-items", str(order_items), "--days", str(days))
+    print(f"dataops run (setup)                                {dataops(home, 'run'):6.2f} s")
+    parse = dataops(home, "dbt", "prepare")
+    print(f"dbt parse (`dataops dbt prepare`, once per setup)  {parse:6.2f} s")
+    (home / "landing").rename(home / "archive")
+    (home / "landing").mkdir()
 
 
 def main() -> None:
@@ -223,19 +278,36 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--samples", type=int, default=2)
+    parser.add_argument(
+        "--home", type=Path, help="build the platform here and keep it (reused when built)"
+    )
+    parser.add_argument(
+        "--latency-only", action="store_true", help="skip the definitions' load and start-up"
+    )
+    parser.add_argument(
+        "--standby-workers", type=int, default=1, help="the launcher's warm workers (0: none)"
+    )
+    parser.add_argument(
+        "--compare",
+        action="store_true",
+        help="latency before (no compiled bytecode, a new run worker per run), then with "
+        "compiled bytecode, then also with a warm run worker",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-dagster-") as tmp:
-        home = Path(tmp)
-        print(f"scale: {args.order_items} order items over {args.days} days")
-        dataops(home, "generate", "--order-items", str(args.order_items), "--days", str(args.days))
-        print(f"dataops run (setup)                                {dataops(home, 'run'):6.2f} s")
-        parse = dataops(home, "dbt", "prepare")
-        print(f"dbt parse (`dataops dbt prepare`, once per setup)  {parse:6.2f} s")
-        bench_load(home, args.repeat)
-        bench_startup(home)
-        (home / "landing").rename(home / "archive")
-        (home / "landing").mkdir()
-        bench_latency(home, args.samples)
+        home = args.home.resolve() if args.home else Path(tmp)
+        if not (home / "archive").is_dir():
+            home.mkdir(parents=True, exist_ok=True)
+            build_home(home, args.order_items, args.days)
+        if not args.latency_only:
+            bench_load(home, args.repeat)
+            bench_startup(home)
+        print(f"load average before the latency runs: {_load()}")
+        if args.compare:  # before (no bytecode, a new run worker per run), then each change
+            for standby, bytecode in ((0, False), (0, True), (1, True)):
+                bench_latency(home, args.samples, standby, bytecode)
+        else:
+            bench_latency(home, args.samples, args.standby_workers)
 
 
 if __name__ == "__main__":
