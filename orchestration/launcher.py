@@ -19,6 +19,7 @@ default way too, so no process other than the daemon keeps a worker.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import signal
 import socket
@@ -42,20 +43,20 @@ HOST_TAG = "dataops/run_worker_host"
 WATCHED = (("orchestration", "*.py"), ("dataops", "*.py"), ("models", "*.yml"))
 
 
-def code_fingerprint(manifest: Path | None = None, root: Path = REPO_ROOT) -> tuple[int, int]:
-    """(number of files, newest mtime_ns) of what the code location is built from: a worker
-    warmed up under another fingerprint would run other code than a new process."""
-    count, newest = 0, 0
-    paths = [p for folder, pattern in WATCHED for p in (root / folder).rglob(pattern)]
+def code_fingerprint(manifest: Path | None = None, root: Path = REPO_ROOT) -> str:
+    """A digest of the path, size and mtime of every file the code location is built from: a
+    worker warmed up under another fingerprint would run other code than a new process."""
+    paths = sorted(p for folder, pattern in WATCHED for p in (root / folder).rglob(pattern))
     if manifest is not None:
         paths.append(manifest)
+    digest = hashlib.sha256()
     for path in paths:
         try:
-            mtime = path.stat().st_mtime_ns
+            stat = path.stat()
         except OSError:
             continue
-        count, newest = count + 1, max(newest, mtime)
-    return count, newest
+        digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
 
 
 def _manifest() -> Path | None:
@@ -84,7 +85,7 @@ class Standby:
     process: subprocess.Popen
     module: str
     cwd: str
-    fingerprint: tuple[int, int]
+    fingerprint: str
 
 
 class StandbyRunLauncher(DefaultRunLauncher):
