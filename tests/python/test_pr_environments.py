@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 import zipfile
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
@@ -294,7 +295,8 @@ def test_dbt_colour_codes_are_stripped():
     )
 
 
-def test_a_branch_behind_prod_is_detected_from_git(tmp_path, monkeypatch):
+def _git_repo(tmp_path: Path) -> tuple[Path, Callable[..., str]]:
+    """An empty folder for a git repository, and a function running git in it."""
     repo = tmp_path / "repo"
     repo.mkdir()
 
@@ -307,6 +309,11 @@ def test_a_branch_behind_prod_is_detected_from_git(tmp_path, monkeypatch):
             text=True,
         ).stdout.strip()
 
+    return repo, git
+
+
+def test_a_branch_behind_prod_is_detected_from_git(tmp_path, monkeypatch):
+    repo, git = _git_repo(tmp_path)
     git("init", "-q", "-b", "main")
     (repo / "models").mkdir()
     (repo / "models" / "a.sql").write_text("select 1 as id\n")
@@ -336,18 +343,7 @@ def test_a_branch_behind_prod_is_detected_from_git(tmp_path, monkeypatch):
 def test_a_full_refresh_is_asked_by_a_commit_marker_on_the_head_or_the_merged_branch(
     tmp_path, monkeypatch
 ):
-    repo = tmp_path / "repo"
-    repo.mkdir()
-
-    def git(*args: str) -> str:
-        return subprocess.run(
-            ["git", "-c", "user.name=a", "-c", "user.email=a@example.com", *args],
-            cwd=repo,
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
-
+    repo, git = _git_repo(tmp_path)
     git("init", "-q", "-b", "main")
     (repo / "a.sql").write_text("select 1 as id\n")
     git("add", "-A")
