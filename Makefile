@@ -3,9 +3,14 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-# The stamp is keyed on the lock, pyproject.toml and the interpreter's full version: a kept
-# .venv (a persistent CI runner) is rebuilt when the Python patch version changes.
-STAMP := $(VENV)/.installed-$(shell (cat requirements.lock pyproject.toml; $(PYTHON) -V 2>&1) | cksum | cut -d' ' -f1)
+# Packages are installed with their bytecode compiled (uv does not compile by default, unlike
+# pip): without .pyc files every dbt, Dagster or pytest process compiles its imports from source,
+# ~2 s CPU more per dbt invocation (docs/benchmarks.md "Main job"), and nothing writes them later
+# where PYTHONDONTWRITEBYTECODE is set or the venv is read-only.
+UV_INSTALL := $(BIN)/uv pip install -q --compile-bytecode --python $(BIN)/python
+# The stamp is keyed on the lock, pyproject.toml, the install command and the interpreter's full
+# version: a kept .venv (a persistent CI runner) is rebuilt when the Python patch version changes.
+STAMP := $(VENV)/.installed-$(shell (cat requirements.lock pyproject.toml; echo '$(UV_INSTALL)'; $(PYTHON) -V 2>&1) | cksum | cut -d' ' -f1)
 
 export DBT_SEND_ANONYMOUS_USAGE_STATS := false
 export DBT_VERSION_CHECK := false
@@ -22,8 +27,8 @@ $(STAMP): requirements.lock pyproject.toml
 	if [ "$$($(BIN)/python -V 2>&1)" != "$$($(PYTHON) -V 2>&1)" ]; then rm -rf $(VENV); fi
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check uv==0.13.9
-	$(BIN)/uv pip install -q --python $(BIN)/python -r requirements.lock
-	$(BIN)/uv pip install -q --python $(BIN)/python --no-deps -e .
+	$(UV_INSTALL) -r requirements.lock
+	$(UV_INSTALL) --no-deps -e .
 	rm -f $(VENV)/.installed-* && touch $@
 
 install: $(STAMP)  ## create .venv from requirements.lock
