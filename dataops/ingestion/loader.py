@@ -280,34 +280,75 @@ def load_file(
     landing folder after the commit); ``extra_events`` are (type, details) written in the same
     transaction. ``snapshot``: the file's size and mtime when it was chosen; if it changed since
     (a writer still writing), nothing is loaded or quarantined (``changed``).
+
+    A file whose columns have their raw columns' types (every CSV and JSON-lines file, and a
+    Parquet file typed as declared) is inserted straight from its reader inside the load
+    transaction, and the inserted rows are checked before the commit (one read, one write);
+    otherwise it is read into a temporary table and checked there before it is inserted.
     """
     recorded_path = recorded_path or path
-    started_at = _now()
     try:
-        staged = validation.stage(con, table, path)
-        crash_point("after_stage")
-        violations = validation.validate(con, table, staged, _raw_columns(con, table))
+        with validation.opened(con, table, path) as staged:
+            existing = _raw_columns(con, table)
+            direct = existing is not None and validation.loads_as_read(staged, existing)
+            if direct:
+                violations = validation.check_columns(table, staged, existing)
+            else:
+                validation.materialise(con, table, staged)
+                crash_point("after_stage")
+                violations = validation.validate(con, table, staged, existing)
+            if not violations:
+                return _load(
+                    con, table, path, staged, direct, file_hash, batch_id, landing_root,
+                    recorded_path, extra_events, snapshot,
+                )  # fmt: skip
     except FileRejected as rejected:
         violations = rejected.violations
     except duckdb.Error as error:  # a check that could not run on this content
         violations = [validation.explain_read_error(error)]
     except Exception as error:  # noqa: BLE001 - no content may stop ingestion: quarantine it
         violations = [unexpected(error)]
-    if violations:
-        con.execute(f"drop table if exists {INCOMING}")
-        if snapshot is not None and not landing.unchanged(path, snapshot):
-            return FileResult(changed=True)  # a partial file is not bad: it is not done yet
-        return FileResult(
-            quarantined=quarantine_file(
-                con, table, path, file_hash, batch_id, landing_root, violations
-            )
-        )
+    con.execute(f"drop table if exists {INCOMING}")
+    if snapshot is not None and not landing.unchanged(path, snapshot):
+        return FileResult(changed=True)  # a partial file is not bad: it is not done yet
+    return FileResult(
+        quarantined=quarantine_file(con, table, path, file_hash, batch_id, landing_root, violations)
+    )
+
+
+# Rows a transaction appends to a table get row ids from here on (DuckDB's MAX_ROW_ID, 2^55
+# rounded), above every committed row's: the load's own rows are read back by this filter, which
+# DuckDB pushes into the scan (committed row groups are skipped). Checked after each insert.
+LOCAL_ROW_ID = 36_028_797_018_960_000
+
+
+def _load(
+    con: duckdb.DuckDBPyConnection,
+    table: SourceTable,
+    path: Path,
+    staged: validation.StagedFile,
+    direct: bool,
+    file_hash: str,
+    batch_id: str,
+    landing_root: Path,
+    recorded_path: Path,
+    extra_events: list[tuple[str, dict]] | None,
+    snapshot: landing.Snapshot | None,
+) -> FileResult:
+    """Insert a file's rows (checking them first if ``direct``), ledger entry, events; commit.
+
+    Raises FileRejected (after rolling back) when the rows read in the transaction fail a check.
+    """
+    started_at = _now()
     target = f"{quote_identifier(table.schema)}.{quote_identifier(table.name)}"
+    source = f"{staged.reader}" if direct else INCOMING
     select = (
         f"select *, ? as _file_name, ? as _file_hash, ? as _batch_id, "
-        f"cast(? as timestamp) as _loaded_at from {INCOMING}"
+        f"cast(? as timestamp) as _loaded_at from {source}"
     )
     params = [recorded_path.name, file_hash, batch_id, started_at]
+    if direct:
+        params.append(str(staged.read_path))
     con.execute("begin transaction")
     try:
         crash_point("after_begin")
@@ -323,7 +364,16 @@ def load_file(
                         f"alter table {target} add column {quote_identifier(name)} {data_type}"
                     )
         crash_point("after_create_table")
-        rows = con.execute(f"insert into {target} by name {select}", params).fetchone()[0]
+        if direct:
+            try:
+                rows = con.execute(f"insert into {target} by name {select}", params).fetchone()[0]
+            except duckdb.Error as error:  # the file cannot be read: its own reason, not a load
+                _rollback(con)
+                raise FileRejected([validation.explain_read_error(error)]) from None
+            crash_point("after_stage")
+            _check_inserted(con, table, staged, target, rows)
+        else:
+            rows = con.execute(f"insert into {target} by name {select}", params).fetchone()[0]
         crash_point("after_insert")
         previous = ledger.previous_delivery(
             con, table.source, table.name, recorded_path.name, file_hash
@@ -397,6 +447,33 @@ def load_file(
     crash_point("after_commit")
     con.execute(f"drop table if exists {INCOMING}")
     return FileResult(rows=rows, added_columns=staged.added_columns)
+
+
+def _check_inserted(
+    con: duckdb.DuckDBPyConnection,
+    table: SourceTable,
+    staged: validation.StagedFile,
+    target: str,
+    rows: int,
+) -> None:
+    """Check the rows this transaction inserted; roll back and raise FileRejected if any fail."""
+    scope = f"rowid >= {LOCAL_ROW_ID}"
+    found, first = con.execute(
+        f"select count(*), min(rowid) from {target} where {scope}"
+    ).fetchone()
+    if found != rows:
+        _rollback(con)
+        raise RuntimeError(
+            f"{rows} rows inserted into {target} but {found} found from row id {LOCAL_ROW_ID}: "
+            "this DuckDB numbers a transaction's new rows differently (dataops/ingestion/loader.py)"
+        )
+    staged.relation, staged.scope, staged.rows = target, scope, rows
+    staged.first_row_id = LOCAL_ROW_ID if first is None else int(first)
+    staged.nested = validation.find_nested(con, table, staged)
+    violations = staged.nested or validation.check_rows(con, table, staged)
+    if violations:
+        _rollback(con)
+        raise FileRejected(violations)
 
 
 def unexpected(error: Exception) -> Violation:
