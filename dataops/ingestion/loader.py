@@ -45,10 +45,16 @@ HASH_CHUNK = 1 << 20
 LOCK_TIMEOUT_ENV = "DATAOPS_LOCK_TIMEOUT"
 DEFAULT_LOCK_TIMEOUT = 600.0
 # Raw CSV/JSON columns are text. DuckDB 2.0's default string compression (dict_fsst) spends 3-4x
-# the whole load time analysing them at checkpoint (docs/benchmarks.md, "Ingestion"); without it
-# raw text tables load ~4x faster and take ~2.4x the disk. The loader's connection opts out.
+# the whole load time analysing them at checkpoint (docs/benchmarks.md, "Ingestion"); stored
+# uncompressed, raw text tables load ~4x faster and take ~2.4x the disk. So raw text columns are
+# declared ``using compression uncompressed``, while the lineage columns, one value per file, are
+# dictionary-compressed (``dict_fsst``): a 64-character file hash per row stored plainly cost more
+# than reading the file. A raw table created before per-column compression (its DDL names none)
+# still loads with dict_fsst off for the whole connection (LEGACY_TEXT_SETTING).
 # Times with a zone (Parquet TIMESTAMP WITH TIME ZONE) become UTC when stored into a timestamp.
-LOAD_SETTINGS = ("set disabled_compression_methods = 'dict_fsst'", "set TimeZone = 'UTC'")
+LOAD_SETTINGS = ("set TimeZone = 'UTC'",)
+LEGACY_TEXT_SETTING = "set disabled_compression_methods = 'dict_fsst'"
+TEXT_STORAGE = "using compression uncompressed"
 
 
 class WarehouseLocked(RuntimeError):
@@ -220,7 +226,35 @@ def _raw_columns(con: duckdb.DuckDBPyConnection, table: SourceTable) -> dict[str
     return {name: data_type for name, data_type in rows} if rows else None
 
 
-LINEAGE_DDL = "_file_name varchar, _file_hash varchar, _batch_id varchar, _loaded_at timestamp"
+LINEAGE_DDL = (
+    "_file_name varchar using compression dict_fsst, "
+    "_file_hash varchar using compression dict_fsst, "
+    "_batch_id varchar using compression dict_fsst, _loaded_at timestamp"
+)
+
+
+def column_ddl(name: str, data_type: str) -> str:
+    """A raw column's definition: text stored uncompressed (see LOAD_SETTINGS)."""
+    text = data_type.strip().upper() in ("VARCHAR", "TEXT", "STRING")
+    return f"{quote_identifier(name)} {data_type}" + (f" {TEXT_STORAGE}" if text else "")
+
+
+def set_text_storage(con: duckdb.DuckDBPyConnection, tables: list[SourceTable]) -> bool:
+    """Turn dict_fsst off for the connection if a raw table predates per-column compression.
+
+    Returns whether it did (a legacy table: its CREATE statement names no compression).
+    """
+    legacy = False
+    for table in tables:
+        row = con.execute(
+            "select sql from duckdb_tables() where database_name = current_database() "
+            "and schema_name = ? and table_name = ?",
+            [table.schema, table.name],
+        ).fetchone()
+        if row and "USING COMPRESSION" not in (row[0] or "").upper():
+            legacy = True
+    con.execute(LEGACY_TEXT_SETTING if legacy else "set disabled_compression_methods = ''")
+    return legacy
 
 
 def ensure_declared_tables(con: duckdb.DuckDBPyConnection, tables: list[SourceTable]) -> list[str]:
@@ -236,8 +270,7 @@ def ensure_declared_tables(con: duckdb.DuckDBPyConnection, tables: list[SourceTa
         if _raw_columns(con, table) is not None:
             continue
         columns = ", ".join(
-            f"{quote_identifier(c.name)} "
-            + (c.data_type if table.landing.format == "parquet" else "varchar")
+            column_ddl(c.name, c.data_type if table.landing.format == "parquet" else "varchar")
             for c in validation._declared(table)
         )
         con.execute("begin transaction")
@@ -360,9 +393,7 @@ def _load(
             known = {name.lower() for name in existing}
             for name, data_type in staged.columns.items():
                 if name.lower() not in known:
-                    con.execute(
-                        f"alter table {target} add column {quote_identifier(name)} {data_type}"
-                    )
+                    con.execute(f"alter table {target} add column {column_ddl(name, data_type)}")
         crash_point("after_create_table")
         if direct:
             try:
@@ -709,6 +740,7 @@ def ingest(
         ledger.ensure_ledger(con)
         events.ensure_events(con)
         ensure_declared_tables(con, tables)
+        set_text_storage(con, tables)
         for table in tables:
             outcome = summary.tables.setdefault(table.key, TableOutcome(key=table.key))
             loaded = ledger.loaded_hashes(con, table.source, table.name)
@@ -795,6 +827,8 @@ def replay(
             con.execute(setting)
         ledger.ensure_ledger(con)
         events.ensure_events(con)
+        ensure_declared_tables(con, [table])
+        set_text_storage(con, [table])
         already = ledger.loaded_path(con, table.source, table.name, file_hash)
         if already is not None:
             _put_back(file, Path(already))
