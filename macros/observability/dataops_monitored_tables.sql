@@ -12,7 +12,8 @@
     against its declared columns.
     Returns a list of dicts: node_id, kind (source|model), source_name, table_name, relation,
     measured_relation (the staging model, or the model), loaded_at_field, volume, freshness,
-    schema, sla_warn_hours, sla_error_hours, declared ([{name, data_type, expression}]) and
+    schema, schema_drift (the declared policy: additive or strict), sla_warn_hours,
+    sla_error_hours, declared ([{name, data_type, expression}]) and
     columns ({staged name: [metrics]}).
 -#}
 {% macro dataops_monitored_tables() -%}
@@ -114,6 +115,11 @@
     {%- endif -%}
     {%- set staging = graph.nodes.get('model.' ~ project_name ~ '.stg_' ~ node.source_name ~ '__' ~ node.name)
         if kind == 'source' else node -%}
+    {#- The declared drift policy (a table's landing overrides its source's), as ingestion reads it. -#}
+    {%- set landing = dict((node.source_meta or {}).get('landing') or {}) if kind == 'source' else {} -%}
+    {%- if kind == 'source' -%}
+        {%- do landing.update((node.meta or {}).get('landing') or {}) -%}
+    {%- endif -%}
     {{ return({
         'node_id': node.unique_id,
         'measured_relation': (dataops_published_relation(staging.relation_name)
@@ -126,6 +132,7 @@
         'volume': monitors.get('volume', false),
         'freshness': monitors.get('freshness', false) and kind == 'source',
         'schema': kind == 'source',
+        'schema_drift': landing.get('schema_drift', 'additive'),
         'sla_warn_hours': sla.get('warn_after'),
         'sla_error_hours': sla.get('error_after'),
         'declared': declared,
