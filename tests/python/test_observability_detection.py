@@ -117,8 +117,10 @@ CASES = (
          late="web/sessions"),
     Case("missing delivery", "payments.payments", missing("payments/payments"),
          ("freshness_anomaly",)),
+    # Ingestion quarantines a file with duplicate keys (duplicate_keys: quarantine, the default):
+    # no rows arrive, so freshness catches it (volume would, were the rows loaded).
     Case("duplicates +30% rows", "shop.order_items", duplicated("shop/order_items", 30),
-         ("volume_anomaly",)),
+         ("freshness_anomaly", "volume_anomaly")),
     # Ingestion quarantines a file without a declared column, so no rows arrive: freshness.
     Case("dropped column (status)", "shop.orders", dropped("shop/orders", "status"),
          ("freshness_anomaly", "schema_change")),
