@@ -71,7 +71,8 @@ def added(key: str, column: str) -> Callable[[int], Injection]:
 def shifted(key: str, column: str, percent: int) -> Callable[[int], Injection]:
     """+1 on `percent` % of the rows of an integer column."""
     return _edit(key, lambda pk: f"select * replace (case when hash({pk}) % 100 < {percent} "
-                                 f"then {column} + 1 else {column} end as {column}) from file")
+                                 f"then cast({column} as integer) + 1 else cast({column} as integer) end "
+                                 f"as {column}) from file")
 
 
 def missing(key: str) -> Callable[[int], Injection]:

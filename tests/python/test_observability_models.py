@@ -66,8 +66,8 @@ def test_a_mart_is_judged_in_the_build_that_rebuilds_it_and_flagged_when_stale(
     judged = [(json.loads(d), m) for d, m, _ in anomalies]
     # Measured by the build's post-hook at this run's clock, judged by the same invocation.
     assert {(d["monitor"], d["metric_name"], d["measured_at"][:19]) for d, _ in judged} == {
-        ("model_metrics_anomaly", "mean", "2030-01-15T06:00:00"),
-        ("model_metrics_anomaly", "min", "2030-01-15T06:00:00"),
+        ("model_metrics_anomaly", "mean", "2030-01-15 06:00:00"),
+        ("model_metrics_anomaly", "min", "2030-01-15 06:00:00"),
     }, judged
     assert all(m.startswith("fct_daily_revenue.net_revenue: ") for _, m in judged), judged
 
@@ -89,8 +89,8 @@ def test_a_mart_is_judged_in_the_build_that_rebuilds_it_and_flagged_when_stale(
             "'model_freshness'"
         ).fetchone()[0]
     # (the other models were last built by the fixture, years before this simulated clock)
-    assert "fct_daily_revenue" not in reported["2030-01-16T11:00:00"]
-    assert "fct_daily_revenue" in reported["2030-01-16T13:00:00"]
-    assert "stg_shop__orders" in reported["2030-01-16T11:00:00"]
+    assert "fct_daily_revenue" not in reported["2030-01-16 11:00:00"]
+    assert "fct_daily_revenue" in reported["2030-01-16 13:00:00"]
+    assert "stg_shop__orders" in reported["2030-01-16 11:00:00"]
     assert message == ("fct_daily_revenue: not rebuilt for 31.0 hours (last successful build "
                        "2030-01-15 06:00 UTC), over its freshness SLO of 30 hours")
