@@ -70,9 +70,9 @@ def added(key: str, column: str) -> Callable[[int], Injection]:
 
 def shifted(key: str, column: str, percent: int) -> Callable[[int], Injection]:
     """+1 on `percent` % of the rows of an integer column."""
+    value = f"cast({column} as integer)"
     return _edit(key, lambda pk: f"select * replace (case when hash({pk}) % 100 < {percent} "
-                                 f"then cast({column} as integer) + 1 else cast({column} as integer) end "
-                                 f"as {column}) from file")
+                                 f"then {value} + 1 else {value} end as {column}) from file")
 
 
 def missing(key: str) -> Callable[[int], Injection]:
