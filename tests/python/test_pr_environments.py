@@ -1181,6 +1181,12 @@ def test_a_composite_key_matches_rows_on_every_key_column():
         "sources": {},
     }
     assert primary_key(manifest, "model.p.stock") == ["supply_id", "sku"]
+    # a staging model's derived staging_rules test names the key as `primary_key`
+    manifest["nodes"]["test.p.pk"]["test_metadata"] = {
+        "name": "staging_rules",
+        "kwargs": {"primary_key": ["supply_id", "sku"], "not_null": ["quantity"]},
+    }
+    assert primary_key(manifest, "model.p.stock") == ["supply_id", "sku"]
 
 
 def test_a_composite_key_fan_out_and_changed_row_samples():
