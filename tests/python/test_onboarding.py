@@ -214,7 +214,7 @@ def test_a_second_table_is_added_to_the_reviewed_declaration(tmp_path: Path):
     assert (stock_table.name, stock_table.primary_key) == ("stock", ("supply_id", "sku"))
     assert stock_table.landing.format == "jsonl" and contacts.landing.format == "csv"
     models = (project / "models/staging/crm/_crm__models.yml").read_text()
-    assert "columns:\n        - supply_id\n        - sku" in models or "[supply_id, sku]" in models
+    assert "primary_key:\n        - supply_id\n        - sku" in models, "the composite key tested"
     assert project / "models/staging/crm/stg_crm__stock.sql" in written
     assert [f.name for f in table_folders("crm", tmp_path / "landing", project)] == [
         "contacts",
