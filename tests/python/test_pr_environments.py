@@ -983,6 +983,13 @@ def test_a_pr_builds_only_its_changes_reads_the_rest_from_prod_and_leaves_no_tra
     }
     assert "fct_orders" in unchanged and not tables & unchanged, "no copy of an unchanged model"
     assert _sha256(co.prod) == prod_before
+    # prod's raw tables are read, never measured: prod's own builds monitor them
+    invocation = json.loads((co.home / "pr" / "41" / "build.json").read_text())["dbt_invocation_id"]
+    measured = co.ci_query(
+        "select node_id, count(*) from platform.metric_history "
+        f"where dbt_invocation_id = '{invocation}' group by 1 order by 1"
+    )
+    assert measured and not [n for n, _ in measured if n.startswith("source.")], measured
 
     report = co.dataops("pr", "report", "41").stdout
     assert report.startswith(github.REPORT_MARKER) and "✅" in report
