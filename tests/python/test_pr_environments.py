@@ -1036,8 +1036,16 @@ def test_a_pr_builds_only_its_changes_reads_the_rest_from_prod_and_leaves_no_tra
     assert re.search(r"\| [0-9-]+ \| `gross_revenue` \| [0-9.]+ \| [0-9.]+ \|", query), query
     assert "`order_count`" not in query, "unchanged column: no changed values"
 
+    log = co.home / "logs" / "dbt.log"
+    logged = log.stat().st_size
     rebuilt = co.dataops("pr", "build", "41")  # a second push: the environment starts empty
     assert "PR #41: built 4 models" in rebuilt.stdout
+    with log.open(encoding="utf-8", errors="replace") as handle:
+        handle.seek(logged)
+        second = handle.read()
+    assert "Partial parsing enabled" in second and "Starting full parse" not in second, (
+        "the same PR's next push reuses dbt's parse"
+    )
 
     co.dataops("pr", "teardown", "41")
     assert not co.ci_query("select * from duckdb_schemas() where schema_name = 'pr_41'")
