@@ -1,11 +1,14 @@
 {#-
     on-run-start: create the platform tables, apply retention, record `dbt.invocation_started`
-    and measure the monitored source tables (before any test reads the metric history).
+    and measure the monitored source tables (before any test reads the metric history): those
+    in the target's own catalog. A PR build reads prod's raw tables (another catalog, through
+    var dataops_raw_database): prod's own builds measure them, a PR build never scans them.
 -#}
 {% macro dataops_on_run_start() -%}
     {%- if not execute or not dataops_observability_enabled() -%}{{ return('') }}{%- endif -%}
     {%- set sources = [] -%}
-    {%- for spec in dataops_monitored_tables() if spec.kind == 'source' -%}
+    {%- for spec in dataops_monitored_tables()
+          if spec.kind == 'source' and (spec.database or target.database) == target.database -%}
         {%- do sources.append(spec) -%}
     {%- endfor -%}
 {{ dataops_platform_tables() }}

@@ -11,6 +11,7 @@
     are measured on its staging model. Every monitored source is also checked for schema changes
     against its declared columns.
     Returns a list of dicts: node_id, kind (source|model), source_name, table_name, relation,
+    database (the relation's catalog),
     measured_relation (the staging model, or the model), loaded_at_field, volume, freshness,
     schema, schema_drift (the declared policy: additive or strict), sla_warn_hours,
     sla_error_hours, declared ([{name, data_type, expression}]) and
@@ -128,6 +129,7 @@
         'source_name': node.source_name if kind == 'source' else none,
         'table_name': node.name,
         'relation': node.relation_name,
+        'database': node.database,
         'loaded_at_field': loaded_at_field,
         'volume': monitors.get('volume', false),
         'freshness': monitors.get('freshness', false) and kind == 'source',
