@@ -3,14 +3,17 @@ prod) for a one-model change, against a full build of the same project for the P
 
     .venv/bin/python bench/bench_pr.py                                  # 50k order items
     .venv/bin/python bench/bench_pr.py --order-items 10000000 --home /tmp/bench_pr --keep
+    # big samples: load and deploy prod once (any CPU slot), then time the builds alone
+    .venv/bin/python bench/bench_pr.py --order-items 10000000 --home /tmp/bench_pr --prepare-only
+    .venv/bin/python bench/bench_pr.py --home /tmp/bench_pr --reuse-prod
 
 Steps, in a git repository holding a copy of the project (main, then one branch per change):
 generate the sample (skipped when the home's landing folder holds files), ingest into prod,
 `dataops deploy` (the prod build), then for each change: commit it on a branch and time
 `dataops pr build`; and once, the full build of the whole project into a PR environment
-(`dataops pr build --select '*'`: everything rebuilt, raw data read from prod), which is what a
-CI without state comparison does. Prints one line per figure; record them in
-docs/benchmarks.md. Not a test: nothing fails on time.
+(`dataops pr build --select '*' --full-refresh`: everything rebuilt from raw data read from
+prod, incremental models included), which is what a CI without state comparison does. Prints one
+line per figure; record them in docs/benchmarks.md. Not a test: nothing fails on time.
 """
 
 from __future__ import annotations
@@ -120,7 +123,19 @@ def main() -> None:
     parser.add_argument("--home", type=Path, help="platform home to use (kept; reuses its landing)")
     parser.add_argument("--changes", nargs="*", default=list(CHANGES), choices=list(CHANGES))
     parser.add_argument("--keep", action="store_true", help="keep the temporary home")
+    parser.add_argument(
+        "--prepare-only",
+        action="store_true",
+        help="generate, ingest and deploy prod into --home, then stop (time the builds later)",
+    )
+    parser.add_argument(
+        "--reuse-prod",
+        action="store_true",
+        help="keep the prod deploy already in --home (its prod-state) instead of deploying again",
+    )
     args = parser.parse_args()
+    if (args.prepare_only or args.reuse_prod) and not args.home:
+        parser.error("--prepare-only and --reuse-prod need --home (the prepared platform home)")
 
     home = (args.home or Path(tempfile.mkdtemp(prefix="bench-pr-"))).resolve()
     landing = home / "landing"
@@ -158,13 +173,18 @@ def main() -> None:
                 f"ingest into prod:                       {seconds:8.1f} s "
                 f"({cpu_seconds():.0f} CPU s, {load()})"
             )
-        seconds = timed(repo, env, "deploy", "--no-docs")
-        print(
-            f"deploy (prod build + publish manifest): {seconds:8.1f} s "
-            f"({cpu_seconds():.0f} CPU s, {load()})"
-        )
+        if args.reuse_prod and (home / "prod-state" / "manifest.json").is_file():
+            print(f"prod deploy reused from {home / 'prod-state'}")
+        else:
+            seconds = timed(repo, env, "deploy", "--no-docs")
+            print(
+                f"deploy (prod build + publish manifest): {seconds:8.1f} s "
+                f"({cpu_seconds():.0f} CPU s, {load()})"
+            )
+        if args.prepare_only:
+            return
 
-        full = timed(repo, env, "pr", "build", "900", "--select", "*")
+        full = timed(repo, env, "pr", "build", "900", "--select", "*", "--full-refresh")
         full_cpu = cpu_seconds()
         full_models = models_built(home, 900)
         timed(repo, env, "pr", "teardown", "900")

@@ -117,6 +117,17 @@ def cmd_pr_report(args: argparse.Namespace, settings: Settings) -> int:
 
 
 @handle_errors
+def cmd_pr_query_diff(args: argparse.Namespace, settings: Settings) -> int:
+    layout = load_layout()
+    sql = Path(args.file).read_text() if args.file else args.sql
+    if not sql:
+        raise CicdError('Give the query: `dataops pr query-diff 42 "select ..."` or --file.')
+    diff, pr_sql, prod_sql = report.query_diff(layout, _number(args), sql, args.key)
+    print(report.query_diff_markdown(diff, pr_sql, prod_sql))
+    return 0
+
+
+@handle_errors
 def cmd_pr_fetch_state(args: argparse.Namespace, settings: Settings) -> int:
     from dataops.cicd import github
 
@@ -220,6 +231,16 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         help="create or update the PR's one report comment (GITHUB_TOKEN, GITHUB_REPOSITORY)",
     )
     report_parser.set_defaults(func=cmd_pr_report)
+
+    query = pr_commands.add_parser(
+        "query-diff",
+        help="run one query, with {{ ref('model') }}, on the PR environment and on prod; compare",
+    )
+    query.add_argument("number", type=int, nargs="?", help=number_help)
+    query.add_argument("sql", nargs="?", help="the query (or --file)")
+    query.add_argument("--file", help="a file holding the query")
+    query.add_argument("--key", nargs="*", help="column(s) matching rows (default: whole rows)")
+    query.set_defaults(func=cmd_pr_query_diff)
 
     fetch = pr_commands.add_parser(
         "fetch-state",

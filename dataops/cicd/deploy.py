@@ -100,6 +100,9 @@ def deploy(layout: Layout, *, docs: bool = True, load_raw: bool = False) -> Depl
     manifest = json.loads((result.target_dir / "manifest.json").read_text())
     # The manifest PR builds defer to, at the published names readers and PR builds use.
     _publish_json(wap.published_manifest(manifest), layout.prod_manifest)
+    # ... and the release's results (`state:` selectors such as `result:fail` read them)
+    if (result.target_dir / "run_results.json").is_file():
+        _publish(result.target_dir / "run_results.json", layout.prod_state_dir / "run_results.json")
     if docs:
         deployment.docs_outcome = run_dbt(settings, deploy_args(layout, "docs generate"))
         if deployment.docs_outcome.success:

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import html
 import json
+import re
 from collections import Counter
 from pathlib import Path
 from typing import Any
+
+import duckdb
 
 from dataops.cicd import lineage
 from dataops.cicd.diff import ModelDiff, diff_model, primary_key
@@ -560,3 +563,90 @@ def _model_details(d: ModelDiff) -> list[str]:
 
 def render(layout: Layout, number: int) -> str:
     return to_markdown(collect(layout, number))
+
+
+REF = re.compile(r"""\{\{\s*ref\(\s*['"]([A-Za-z0-9_]+)['"]\s*\)\s*\}\}""")
+
+
+def resolve_refs(
+    sql: str, manifest: dict[str, Any], prod_manifest: dict[str, Any], built: set[str]
+) -> tuple[str, str]:
+    """The query twice: ``{{ ref('m') }}`` as the PR sees it (the PR's relation when the PR
+    built ``m``, else prod's, as a deferred build reads it) and as prod has it."""
+    by_name: dict[str, dict[str, str]] = {}
+    for side, source in (("prod", prod_manifest), ("pr", manifest)):
+        for uid, node in source.get("nodes", {}).items():
+            if node.get("resource_type") in MODEL_TYPES and node.get("relation_name"):
+                if side == "pr" and uid not in built:
+                    continue
+                by_name.setdefault(node["name"], {})[side] = node["relation_name"]
+    names = REF.findall(sql)
+    if not names:
+        raise CicdError(
+            "The query refers to no model: write models as {{ ref('fct_orders') }}, as in a dbt "
+            "model, so each side reads its own version."
+        )
+    unknown = sorted({n for n in names if "prod" not in by_name.get(n, {})})
+    if unknown:
+        raise CicdError(
+            f"Not in prod's manifest: {', '.join(unknown)} (a model new in this PR has no prod "
+            "version to compare with; check the name with `dbt ls`)."
+        )
+
+    def render(side: str) -> str:
+        return REF.sub(lambda m: by_name[m.group(1)].get(side) or by_name[m.group(1)]["prod"], sql)
+
+    return render("pr"), render("prod")
+
+
+def query_diff(
+    layout: Layout, number: int, sql: str, key: list[str] | None = None
+) -> tuple[ModelDiff, str, str]:
+    """Run one query against the PR environment and against prod and compare the results: rows
+    matched by ``key`` (added, removed, changed, per column, a sample), or whole rows without
+    one. For what the report does not show: a filtered slice, an aggregate, a join."""
+    check_prod_state(layout)
+    target = layout.pr_target_dir(number)
+    manifest = _load(target / "manifest.json", "PR build manifest", number)
+    results = _load(target / "run_results.json", "PR build results", number)
+    built = {
+        r["unique_id"]
+        for r in results["results"]
+        if r["unique_id"].split(".")[0] in MODEL_TYPES and r["status"] in PASSED
+    }
+    pr_sql, prod_sql = resolve_refs(
+        sql.strip().rstrip(";"), manifest, json.loads(layout.prod_manifest.read_text()), built
+    )
+    with (
+        ci_lock(layout, f"dataops pr query-diff {number}"),
+        connect(
+            layout.ci_warehouse, read_only=True, attach={layout.prod_catalog: layout.prod_warehouse}
+        ) as con,
+    ):
+        try:
+            diff = diff_model(
+                con, "query", "query", f"({pr_sql})", f"({prod_sql})", key or None, sample=True
+            )
+        except duckdb.Error as error:
+            raise CicdError(f"The query failed: {strip_ansi(str(error))}") from None
+    if not key:
+        diff.note = "no --key: whole rows compared (added: only in the PR; removed: only in prod)"
+    return diff, pr_sql, prod_sql
+
+
+def query_diff_markdown(diff: ModelDiff, pr_sql: str, prod_sql: str) -> str:
+    lines = [
+        "### Query diff, PR against prod",
+        "",
+        "```sql",
+        f"-- PR\n{pr_sql}\n-- prod\n{prod_sql}",
+        "```",
+        "",
+        "| key | rows prod → PR | added | removed | changed |",
+        "|---|---:|---:|---:|---:|",
+        f"| {f'`{diff.key}`' if diff.key else 'whole rows'} | {_n(diff.prod_rows)} → "
+        f"{_n(diff.pr_rows)} | {_n(diff.added)} | {_n(diff.removed)} | {_n(diff.changed)} |",
+        "",
+    ]
+    lines += _model_details(diff)
+    return "\n".join(lines) + "\n"

@@ -4,12 +4,18 @@ Each file is read by DuckDB with the ingestion's own reader (dataops/ingestion/l
 ``reader_sql``), so the rows are exactly those the DuckDB warehouse gets, and copied into
 ``<source schema>.<table>`` with ``COPY ... FROM STDIN`` in one transaction per file, with the
 same lineage columns. A file whose content hash is already in the table is skipped.
+
+:func:`published_warehouse` is where ``dataops engines build postgres`` publishes its releases
+(write -> audit -> publish, dataops/publishing/): the same database, one transaction per switch,
+one release at a time through a PostgreSQL advisory lock.
 """
 
 from __future__ import annotations
 
 import re
 import tempfile
+import time
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -18,9 +24,12 @@ from typing import Any
 
 import duckdb
 
+from dataops.core.settings import Settings
 from dataops.core.sql import qualified, quote_identifier, quote_literal
 from dataops.engines.profile import ProfileError, profile_output
 from dataops.ingestion.loader import TableOutcome, file_sha256, reader_sql
+from dataops.publishing.connections import PostgresConnection
+from dataops.publishing.wap import PublishedWarehouse
 from dataops.sources.registry import SourceTable
 
 TARGET = "postgres"
@@ -99,6 +108,48 @@ def connect() -> Iterator[Any]:
         con.close()
 
 
+# The advisory lock key of "one release at a time" on a database (any constant bigint).
+PUBLISH_LOCK_KEY = zlib.crc32(b"dataops.publishing") & 0x7FFFFFFF
+
+
+@contextmanager
+def publish_lock(timeout: float) -> Iterator[None]:
+    """Hold PostgreSQL's advisory lock PUBLISH_LOCK_KEY on its own connection (released when the
+    holder's session ends, even after kill -9); raise TimeoutError after ``timeout`` seconds."""
+    with connect() as con:
+        con.autocommit = True
+        deadline = time.monotonic() + timeout
+        with con.cursor() as cur:
+            while True:
+                cur.execute("select pg_try_advisory_lock(%s)", (PUBLISH_LOCK_KEY,))
+                if cur.fetchone()[0]:
+                    break
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"advisory lock {PUBLISH_LOCK_KEY} held by another session")
+                time.sleep(1.0)
+        yield  # closing the connection releases the lock
+
+
+@contextmanager
+def connect_published() -> Iterator[PostgresConnection]:
+    with connect() as con:
+        yield PostgresConnection(con)
+
+
+def published_warehouse(settings: Settings) -> PublishedWarehouse:
+    """The database of dbt's ``postgres`` target as a published warehouse: releases built in
+    ``<schema>__r<id>``, readers querying ``<schema>.<name>`` views; the release artefacts under
+    ``$DATAOPS_HOME/releases-postgres/<host>_<port>_<database>/``."""
+    params = connection_params()
+    label = f"postgresql://{params['user']}@{params['host']}:{params['port']}/{params['dbname']}"
+    folder = f"{params['host']}_{params['port']}_{params['dbname']}"
+    return PublishedWarehouse(
+        target=TARGET,
+        label=label,
+        connect=connect_published,
+        lock=publish_lock,
+        releases_dir=settings.home / "releases-postgres" / folder,
+    )
 
 
 def _known_hashes(cur: Any, table: SourceTable) -> set[str]:

@@ -1,4 +1,7 @@
-"""`dataops releases` and `dataops rollback [release]` (prod unless --target says otherwise)."""
+"""`dataops releases` and `dataops rollback [release]` (prod unless --target says otherwise).
+
+``print_releases`` and ``print_rollback`` take any published warehouse; `dataops engines
+releases|rollback postgres` call them with the PostgreSQL one."""
 
 from __future__ import annotations
 
@@ -8,14 +11,15 @@ import sys
 
 from dataops.core.settings import Settings, load_settings
 from dataops.publishing import releases as rel
-from dataops.publishing.wap import connect, keep_count
+from dataops.publishing.wap import PublishedWarehouse, duckdb_warehouse, keep_count
 
 
 def _settings(args: argparse.Namespace) -> Settings:
     return load_settings(args.target or "prod")
 
 
-def _release_id(text: str) -> int:
+def release_id(text: str) -> int:
+    """``r7`` or ``7`` as a release id (an argparse type)."""
     value = text.removeprefix("r")
     if not value.isdigit() or int(value) < 1:
         raise argparse.ArgumentTypeError(f"a release is r<id> or <id> (e.g. r7), got {text!r}")
@@ -27,14 +31,19 @@ def cmd_releases(args: argparse.Namespace, settings: Settings) -> int:
     if not settings.warehouse_path.exists():
         print(f"No warehouse at {settings.warehouse_path}: nothing released yet.")
         return 0
-    with connect(settings) as con:
-        releases = rel.list_releases(con)[: args.limit]
+    return print_releases(duckdb_warehouse(settings), args.limit, args.json, "`dataops deploy`")
+
+
+def print_releases(warehouse: PublishedWarehouse, limit: int, as_json: bool, first: str) -> int:
+    """List a warehouse's releases, newest first; ``first`` names the command making one."""
+    with warehouse.connect() as con:
+        releases = rel.list_releases(con)[:limit]
         schemas = rel.release_schemas(con)
-    if args.json:
+    if as_json:
         print(json.dumps([_as_dict(r) for r in releases], indent=2, default=str))
         return 0
     if not releases:
-        print(f"No release of {settings.warehouse_path} yet: `dataops deploy` makes the first.")
+        print(f"No release of {warehouse.label} yet: {first} makes the first.")
         return 0
     for r in releases:
         mark = "*" if r.is_current else " "
@@ -78,16 +87,20 @@ def _as_dict(r: rel.Release) -> dict:
 
 
 def cmd_rollback(args: argparse.Namespace, settings: Settings) -> int:
-    settings = _settings(args)
+    return print_rollback(duckdb_warehouse(_settings(args)), args.release)
+
+
+def print_rollback(warehouse: PublishedWarehouse, release: int | None) -> int:
+    """Switch a warehouse back to ``release`` (default: the one before the current)."""
     try:
-        with connect(settings) as con:
+        with warehouse.connect() as con:
             before = rel.current_release(con)
-            restored = rel.rollback(con, args.release)
+            restored = rel.rollback(con, release)
     except rel.PublishingError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(
-        f"Rolled back {settings.warehouse_path}: {before.name if before else 'nothing'} -> "
+        f"Rolled back {warehouse.label}: {before.name if before else 'nothing'} -> "
         f"{restored.name} ({len(restored.pointers)} published relations switched in one "
         "transaction)"
     )
@@ -106,6 +119,6 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         "rollback", help="switch prod back to an earlier release in one transaction"
     )
     rollback.add_argument(
-        "release", nargs="?", type=_release_id, help="r<id> (default: the one before the current)"
+        "release", nargs="?", type=release_id, help="r<id> (default: the one before the current)"
     )
     rollback.set_defaults(func=cmd_rollback)

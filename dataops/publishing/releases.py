@@ -6,9 +6,15 @@ physical schema is the release's *pointers* (a partial build points what it rebu
 and keeps the rest of the current release). ``platform.releases`` records every release (id, git
 sha, manifest, times, selection, built and changed nodes, failing tests, pointers, status), and
 exactly one published release is current. The switch, a rollback and the recording of the new
-current release happen in ONE transaction (DuckDB's DDL is transactional): a reader sees the
-previous or the new release, never a mix, and a process killed mid-switch leaves the previous
-release whole.
+current release happen in ONE transaction (DuckDB's and PostgreSQL's DDL is transactional): a
+reader sees the previous or the new release, never a mix, and a process killed mid-switch leaves
+the previous release whole.
+
+The SQL is written once for a DuckDB connection; on PostgreSQL the connection is a
+:class:`~dataops.publishing.connections.PostgresConnection` (same ``execute``), and the switch
+first locks every published relation (waiting at most ``SWITCH_LOCK_TIMEOUT_MS`` at a time for
+readers' transactions, then retrying, so it never deadlocks with a reader) and replaces a view
+whose columns changed by drop + create, still inside the one transaction.
 """
 
 from __future__ import annotations
@@ -21,16 +27,19 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
-import duckdb
-
 from dataops.core.sql import quote_identifier
 from dataops.core.warehouse import PLATFORM_SCHEMA
+from dataops.publishing.connections import Connection, is_postgres
 
 RELEASES_TABLE = f"{PLATFORM_SCHEMA}.releases"
 RELEASE_SCHEMA = re.compile(r"(?P<base>.+)__r(?P<id>[1-9][0-9]*)")
 # Test hook (tests/python/test_publishing.py): seconds to wait inside the switch transaction,
 # after half the relations were re-pointed, so a test can kill -9 the process there.
 SWITCH_PAUSE_ENV = "DATAOPS_PUBLISH_SWITCH_PAUSE"
+# PostgreSQL: one wait for the published relations' locks (below the server's deadlock_timeout,
+# 1 s by default, so a reader is never the one a deadlock aborts), and how long to keep retrying.
+SWITCH_LOCK_TIMEOUT_MS = 200
+SWITCH_LOCK_WAIT_SECONDS = 300.0
 
 RELEASES_DDL = f"""
 create schema if not exists {PLATFORM_SCHEMA};
@@ -177,11 +186,11 @@ def _release(row: tuple) -> Release:
     )
 
 
-def ensure_releases(con: duckdb.DuckDBPyConnection) -> None:
+def ensure_releases(con: Connection) -> None:
     con.execute(RELEASES_DDL)
 
 
-def list_releases(con: duckdb.DuckDBPyConnection) -> list[Release]:
+def list_releases(con: Connection) -> list[Release]:
     """Every recorded release, newest first (an empty list before the first one)."""
     if not _has_releases_table(con):
         return []
@@ -189,7 +198,7 @@ def list_releases(con: duckdb.DuckDBPyConnection) -> list[Release]:
     return [_release(row) for row in rows.fetchall()]
 
 
-def get_release(con: duckdb.DuckDBPyConnection, release_id: int) -> Release | None:
+def get_release(con: Connection, release_id: int) -> Release | None:
     if not _has_releases_table(con):
         return None
     row = con.execute(
@@ -198,14 +207,14 @@ def get_release(con: duckdb.DuckDBPyConnection, release_id: int) -> Release | No
     return _release(row) if row else None
 
 
-def current_release(con: duckdb.DuckDBPyConnection) -> Release | None:
+def current_release(con: Connection) -> Release | None:
     if not _has_releases_table(con):
         return None
     row = con.execute(f"select {COLUMNS} from {RELEASES_TABLE} where is_current").fetchone()
     return _release(row) if row else None
 
 
-def _has_releases_table(con: duckdb.DuckDBPyConnection) -> bool:
+def _has_releases_table(con: Connection) -> bool:
     [(found,)] = con.execute(
         "select count(*) from information_schema.tables where table_catalog = current_database() "
         "and table_schema = ? and table_name = 'releases'",
@@ -214,11 +223,12 @@ def _has_releases_table(con: duckdb.DuckDBPyConnection) -> bool:
     return bool(found)
 
 
-def release_schemas(con: duckdb.DuckDBPyConnection) -> dict[int, list[str]]:
+def release_schemas(con: Connection) -> dict[int, list[str]]:
     """The physical schemas in the warehouse, by release id."""
     found: dict[int, list[str]] = {}
     for (schema,) in con.execute(
-        "select schema_name from duckdb_schemas() where database_name = current_database()"
+        "select schema_name from information_schema.schemata "
+        "where catalog_name = current_database()"
     ).fetchall():
         match = RELEASE_SCHEMA.fullmatch(schema)
         if match:
@@ -226,14 +236,14 @@ def release_schemas(con: duckdb.DuckDBPyConnection) -> dict[int, list[str]]:
     return found
 
 
-def drop_release_schemas(con: duckdb.DuckDBPyConnection, release_id: int) -> list[str]:
+def drop_release_schemas(con: Connection, release_id: int) -> list[str]:
     schemas = release_schemas(con).get(release_id, [])
     for schema in schemas:
         con.execute(f"drop schema if exists {quote_identifier(schema)} cascade")
     return schemas
 
 
-def recover_interrupted(con: duckdb.DuckDBPyConnection) -> list[int]:
+def recover_interrupted(con: Connection) -> list[int]:
     """Releases left ``building`` by a process that died (kill -9, power loss): marked
     ``abandoned`` and their physical schemas dropped. Call with the publishing lock held."""
     ensure_releases(con)
@@ -254,7 +264,7 @@ def recover_interrupted(con: duckdb.DuckDBPyConnection) -> list[int]:
 
 
 def begin_release(
-    con: duckdb.DuckDBPyConnection,
+    con: Connection,
     *,
     trigger: str,
     selection: str,
@@ -276,7 +286,7 @@ def begin_release(
     return release_id
 
 
-def relation_type(con: duckdb.DuckDBPyConnection, schema: str, name: str) -> str | None:
+def relation_type(con: Connection, schema: str, name: str) -> str | None:
     """``BASE TABLE``, ``VIEW`` or None, for a relation of the connected warehouse."""
     row = con.execute(
         "select table_type from information_schema.tables where table_catalog = "
@@ -291,7 +301,7 @@ def _relation(schema: str, name: str) -> str:
 
 
 def prepare_release(
-    con: duckdb.DuckDBPyConnection,
+    con: Connection,
     release_id: int,
     current: Release | None,
     selected: set[str] | None,
@@ -313,14 +323,13 @@ def prepare_release(
             view = _relation(target, pointer.name)
             con.execute(f"create or replace view {view} as select * from {source}")
         elif pointer.materialized == "incremental" and not full_refresh:
-            con.execute(
-                f"create or replace table {_relation(target, pointer.name)} as "
-                f"select * from {source}"
-            )
+            copy = _relation(target, pointer.name)
+            con.execute(f"drop table if exists {copy}")
+            con.execute(f"create table {copy} as select * from {source}")
 
 
 def finish_failed(
-    con: duckdb.DuckDBPyConnection,
+    con: Connection,
     release_id: int,
     *,
     failures: Iterable[str],
@@ -336,13 +345,15 @@ def finish_failed(
 
 
 def _switch_views(
-    con: duckdb.DuckDBPyConnection,
+    con: Connection,
     pointers: Mapping[str, Pointer],
     previous: Mapping[str, Pointer],
 ) -> None:
     """Re-point every published relation to ``pointers`` (inside the caller's transaction)."""
     pause = float(os.environ.get(SWITCH_PAUSE_ENV) or 0)
     items = sorted(pointers.values(), key=lambda p: p.published)
+    if is_postgres(con):
+        _lock_published(con, [*items, *previous.values()])
     for index, pointer in enumerate(items):
         if pause and index == len(items) // 2:
             print(f"publishing: switch paused for {pause} s", flush=True)
@@ -354,17 +365,28 @@ def _switch_views(
         existing = relation_type(con, pointer.schema, pointer.name)
         if existing == "BASE TABLE":  # built in place before releases existed
             con.execute(f"drop table {_relation(pointer.schema, pointer.name)}")
-        con.execute(
-            f"create or replace view {_relation(pointer.schema, pointer.name)} as "
-            f"select * from {_relation(pointer.physical, pointer.name)}"
-        )
+        view = _relation(pointer.schema, pointer.name)
+        query = f"select * from {_relation(pointer.physical, pointer.name)}"
+        if is_postgres(con):
+            con.replace_view(view, query)
+        else:
+            con.execute(f"create or replace view {view} as {query}")
     for key, pointer in previous.items():
         if key not in pointers:  # a model removed from the project
             con.execute(f"drop view if exists {_relation(pointer.schema, pointer.name)}")
 
 
+def _lock_published(con: Connection, pointers: Iterable[Pointer]) -> None:
+    """PostgreSQL: take every published relation's lock before changing any, so a reader's
+    transaction sees all of them before or all after the switch (never some of each)."""
+    names = sorted({(p.schema, p.name) for p in pointers})
+    present = [_relation(s, n) for s, n in names if relation_type(con, s, n) is not None]
+    if present:
+        con.execute(f"lock table {', '.join(present)} in access exclusive mode")
+
+
 def switch(
-    con: duckdb.DuckDBPyConnection,
+    con: Connection,
     release_id: int,
     pointers: Mapping[str, Pointer],
     *,
@@ -375,10 +397,49 @@ def switch(
 ) -> float:
     """Publish a release: re-point the views and make it current, in one transaction.
 
-    Returns the seconds the transaction took (the switch itself)."""
+    Returns the seconds the switch took (on PostgreSQL including waits for readers' locks)."""
     started = time.perf_counter()
+    deadline = time.monotonic() + SWITCH_LOCK_WAIT_SECONDS
+    delay = 0.05
+    while True:
+        try:
+            _switch_once(
+                con,
+                release_id,
+                pointers,
+                built=built,
+                changed=changed,
+                manifest_path=manifest_path,
+                rollback=rollback,
+            )
+            return time.perf_counter() - started
+        except Exception as error:
+            if not (is_postgres(con) and con.is_lock_conflict(error)):
+                raise
+            if time.monotonic() > deadline:
+                raise PublishingError(
+                    f"Readers held locks on the published relations for over "
+                    f"{SWITCH_LOCK_WAIT_SECONDS:.0f} s; release r{release_id} was not switched "
+                    "(the previous one stays published). Retry when the long queries are done."
+                ) from error
+            time.sleep(delay)
+            delay = min(delay * 2, 1.0)
+
+
+def _switch_once(
+    con: Connection,
+    release_id: int,
+    pointers: Mapping[str, Pointer],
+    *,
+    built: Iterable[str],
+    changed: Iterable[str],
+    manifest_path: str | None,
+    rollback: bool,
+) -> None:
     con.execute("begin transaction")
     try:
+        if is_postgres(con):
+            con.execute(f"set local lock_timeout = {SWITCH_LOCK_TIMEOUT_MS}")
         previous = current_release(con)
         _switch_views(con, pointers, previous.pointers if previous else {})
         con.execute(f"update {RELEASES_TABLE} set is_current = false where is_current")
@@ -408,10 +469,9 @@ def switch(
     except BaseException:
         con.execute("rollback")
         raise
-    return time.perf_counter() - started
 
 
-def rollback(con: duckdb.DuckDBPyConnection, release_id: int | None = None) -> Release:
+def rollback(con: Connection, release_id: int | None = None) -> Release:
     """Make a previously published release current again (default: the one before the current)."""
     current = current_release(con)
     candidates = [
@@ -455,7 +515,7 @@ def rollback(con: duckdb.DuckDBPyConnection, release_id: int | None = None) -> R
     return restored
 
 
-def cleanup(con: duckdb.DuckDBPyConnection, keep: int) -> list[int]:
+def cleanup(con: Connection, keep: int) -> list[int]:
     """Drop the physical schemas of releases beyond the ``keep`` most recent published ones.
 
     Kept: the current release, the ``keep`` newest published releases (rollback targets), the

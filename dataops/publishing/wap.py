@@ -11,6 +11,10 @@ snapshot, data test, unit test and contract passed it re-points the published re
 transaction; otherwise it publishes nothing, records the failing tests, keeps the build for
 inspection and records an ``publishing.audit_failed`` event (and posts it to ALERT_WEBHOOK_URL).
 A process that dies in between leaves the release ``building``; the next one marks it abandoned.
+
+Where releases go is a :class:`PublishedWarehouse`: the target's DuckDB file by default
+(:func:`duckdb_warehouse`), or a PostgreSQL database (``dataops/engines/postgres.py`` makes one
+for ``dataops engines build postgres``).
 """
 
 from __future__ import annotations
@@ -18,13 +22,14 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import duckdb
-from filelock import FileLock, Timeout
+from filelock import FileLock
 
 from dataops.core.alerts import post_alert
 from dataops.core.events import ensure_events, record_event
@@ -32,6 +37,7 @@ from dataops.core.settings import PROJECT_DIR, Settings
 from dataops.core.warehouse import with_warehouse_lock_retry
 from dataops.dbt.runner import DbtOutcome, dbt_args, dbt_env, invoke, run_dbt
 from dataops.publishing import releases as rel
+from dataops.publishing.connections import Connection
 
 RELEASE_VAR = "dataops_release"  # read by macros/utils/generate_schema_name.sql
 KEEP_ENV = "DATAOPS_RELEASES_KEEP"
@@ -73,6 +79,42 @@ def connect(settings: Settings) -> duckdb.DuckDBPyConnection:
     """The warehouse, waiting while another process (a reader, a sensor) holds its lock."""
     settings.warehouse_path.parent.mkdir(parents=True, exist_ok=True)
     return with_warehouse_lock_retry(lambda: duckdb.connect(str(settings.warehouse_path)))
+
+
+@dataclass(frozen=True)
+class PublishedWarehouse:
+    """Where one target's releases are published, and how to reach it."""
+
+    target: str  # the dbt target release builds run on
+    label: str  # how messages name it (a file path, postgresql://host:port/db)
+    connect: Callable[[], AbstractContextManager[Connection]]
+    # One release at a time: held from recording the release to its switch; raises
+    # TimeoutError after the given seconds.
+    lock: Callable[[float], AbstractContextManager[None]]
+    releases_dir: Path  # per-release dbt artefacts (manifest.json, run_results.json, logs)
+
+
+@contextmanager
+def file_lock(path: Path, timeout: float) -> Iterator[None]:
+    """A lock file beside the warehouse (filelock's Timeout is a TimeoutError)."""
+    lock = FileLock(str(path))
+    lock.acquire(timeout=timeout)
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def duckdb_warehouse(settings: Settings) -> PublishedWarehouse:
+    """The target's DuckDB file (prod: ``$DATAOPS_HOME/warehouse_prod.duckdb``)."""
+    path = settings.warehouse_path
+    return PublishedWarehouse(
+        target=settings.target,
+        label=str(path),
+        connect=lambda: connect(settings),
+        lock=lambda timeout: file_lock(Path(f"{path}.publish.lock"), timeout),
+        releases_dir=releases_dir(settings),
+    )
 
 
 @dataclass
@@ -200,8 +242,10 @@ class ReleaseBuild:
         full_refresh: bool = False,
         dagster_run_id: str | None = None,
         commit: str | None = None,
+        warehouse: PublishedWarehouse | None = None,
     ) -> None:
         self.settings = settings
+        self.warehouse = warehouse or duckdb_warehouse(settings)
         self.trigger = trigger
         self.selection = selection
         self.selected: set[str] | None = None
@@ -211,7 +255,7 @@ class ReleaseBuild:
         self.release_id: int | None = None
         self.current: rel.Release | None = None
         self.result: ReleaseResult | None = None
-        self._lock = FileLock(str(settings.warehouse_path) + ".publish.lock")
+        self._locked = ExitStack()
 
     @property
     def name(self) -> str:
@@ -224,18 +268,18 @@ class ReleaseBuild:
 
     @property
     def target_dir(self) -> Path:
-        return releases_dir(self.settings) / self.name
+        return self.warehouse.releases_dir / self.name
 
     def __enter__(self) -> ReleaseBuild:
         try:
-            self._lock.acquire(timeout=LOCK_WAIT_SECONDS)
-        except Timeout as error:
+            self._locked.enter_context(self.warehouse.lock(LOCK_WAIT_SECONDS))
+        except TimeoutError as error:
             raise rel.PublishingError(
-                f"Another release of {self.settings.warehouse_path} has been building for over "
-                f"{LOCK_WAIT_SECONDS:.0f} s (lock {self._lock.lock_file})."
+                f"Another release of {self.warehouse.label} has been building for over "
+                f"{LOCK_WAIT_SECONDS:.0f} s."
             ) from error
         try:
-            with connect(self.settings) as con:
+            with self.warehouse.connect() as con:
                 rel.ensure_releases(con)
                 abandoned = rel.recover_interrupted(con)
                 for rid in abandoned:
@@ -249,7 +293,7 @@ class ReleaseBuild:
                     dagster_run_id=self.dagster_run_id,
                 )
         except BaseException:
-            self._lock.release()
+            self._locked.close()
             raise
         self.target_dir.mkdir(parents=True, exist_ok=True)
         return self
@@ -265,18 +309,19 @@ class ReleaseBuild:
                     ],
                 )
         finally:
-            self._lock.release()
+            self._locked.close()
 
     def prepare(self, selected: set[str] | None) -> None:
         """Ready the release's schemas for a build of ``selected`` unique ids (None: all)."""
         assert self.release_id is not None, "enter the ReleaseBuild first"
         if self.current is None and selected is not None:
             raise rel.PublishingError(
-                f"{self.settings.warehouse_path} has no published release yet, so a partial "
-                "build has nothing to build on: run `dataops deploy` (a full release) first."
+                f"{self.warehouse.label} has no published release yet, so a partial "
+                "build has nothing to build on: run a full release first (`dataops deploy`; "
+                "on PostgreSQL `dataops engines build postgres` without --select)."
             )
         self.selected = selected
-        with connect(self.settings) as con:
+        with self.warehouse.connect() as con:
             rel.prepare_release(
                 con, self.release_id, self.current, selected, full_refresh=self.full_refresh
             )
@@ -292,7 +337,7 @@ class ReleaseBuild:
         if success and not (manifest and run_results):
             failures.append(f"dbt wrote no manifest/run_results in {self.target_dir}")
         result = ReleaseResult(self.release_id, False, failures, target_dir=self.target_dir)
-        with connect(self.settings) as con:
+        with self.warehouse.connect() as con:
             ensure_events(con)
             if ok:
                 pointers, built = pointers_after(
@@ -353,7 +398,7 @@ class ReleaseBuild:
                     "commit": self.commit,
                     "failures": failures,
                     "inspect_schemas": result.schemas,
-                    "warehouse": str(self.settings.warehouse_path),
+                    "warehouse": self.warehouse.label,
                     "dagster_run_id": self.dagster_run_id,
                 }
                 delivery = post_alert(payload)
@@ -383,7 +428,7 @@ def selected_nodes(
         return None
     args = dbt_args(
         "ls",
-        settings.target,
+        release.warehouse.target,
         select=select,
         exclude=exclude,
         dbt_vars=dbt_vars,
@@ -413,13 +458,19 @@ def build_release(
     exclude: Sequence[str] = (),
     extra_vars: dict[str, Any] | None = None,
     full_refresh: bool = False,
+    warehouse: PublishedWarehouse | None = None,
 ) -> tuple[ReleaseResult, DbtOutcome]:
     """`dbt build` of ``select`` (default everything) as one release, published if it passes.
 
-    A selection builds just those nodes on top of the current release (a partial release)."""
+    A selection builds just those nodes on top of the current release (a partial release).
+    ``warehouse``: where to publish (default the target's DuckDB file)."""
     selection = " ".join([*select, *(f"--exclude {e}" for e in exclude)]) or "all"
     with ReleaseBuild(
-        settings, trigger=trigger, selection=selection, full_refresh=full_refresh
+        settings,
+        trigger=trigger,
+        selection=selection,
+        full_refresh=full_refresh,
+        warehouse=warehouse,
     ) as release:
         dbt_vars = {**(extra_vars or {}), **release.dbt_vars}
         release.prepare(selected_nodes(settings, release, select, exclude, dbt_vars))
@@ -428,7 +479,7 @@ def build_release(
             extra.append("--full-refresh")
         args = dbt_args(
             "build",
-            settings.target,
+            release.warehouse.target,
             select=select,
             exclude=exclude,
             dbt_vars=dbt_vars,

@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 import zipfile
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
@@ -294,7 +295,8 @@ def test_dbt_colour_codes_are_stripped():
     )
 
 
-def test_a_branch_behind_prod_is_detected_from_git(tmp_path, monkeypatch):
+def _git_repo(tmp_path: Path) -> tuple[Path, Callable[..., str]]:
+    """An empty folder for a git repository, and a function running git in it."""
     repo = tmp_path / "repo"
     repo.mkdir()
 
@@ -307,6 +309,11 @@ def test_a_branch_behind_prod_is_detected_from_git(tmp_path, monkeypatch):
             text=True,
         ).stdout.strip()
 
+    return repo, git
+
+
+def test_a_branch_behind_prod_is_detected_from_git(tmp_path, monkeypatch):
+    repo, git = _git_repo(tmp_path)
     git("init", "-q", "-b", "main")
     (repo / "models").mkdir()
     (repo / "models" / "a.sql").write_text("select 1 as id\n")
@@ -331,6 +338,104 @@ def test_a_branch_behind_prod_is_detected_from_git(tmp_path, monkeypatch):
     assert unknown == {"prod_commit": "0" * 40, "known": False, "commits": [], "files": []}
     assert "behind prod" in report.warnings({"build": {"behind_prod": behind}})[0]
     assert "fetch-depth: 0" in report.warnings({"build": {"behind_prod": unknown}})[0]
+
+
+def test_a_full_refresh_is_asked_by_a_commit_marker_on_the_head_or_the_merged_branch(
+    tmp_path, monkeypatch
+):
+    repo, git = _git_repo(tmp_path)
+    git("init", "-q", "-b", "main")
+    (repo / "a.sql").write_text("select 1 as id\n")
+    git("add", "-A")
+    git("commit", "-qm", "first")
+    monkeypatch.setattr(pr_module, "PROJECT_DIR", repo)
+    assert not pr_module.full_refresh_requested(git("rev-parse", "HEAD"))
+    git("checkout", "-qb", "feature")
+    (repo / "a.sql").write_text("select 2 as id\n")
+    git("commit", "-qam", "Recompute old rows\n\n[full-refresh]")
+    assert pr_module.full_refresh_requested(git("rev-parse", "HEAD"))
+    # GitHub checks out a merge commit of the PR into main: the marker is on its second parent
+    git("checkout", "-q", "main")
+    (repo / "b.sql").write_text("select 3 as id\n")
+    git("add", "-A")
+    git("commit", "-qm", "main moves on")
+    git("merge", "-q", "--no-ff", "--no-edit", "feature")
+    assert pr_module.full_refresh_requested(git("rev-parse", "HEAD"))
+    assert not pr_module.full_refresh_requested(None)
+    args = pr_build_args(_layout(tmp_path), 3, full_refresh=True)
+    assert args[-1] == "--full-refresh" and "--full-refresh" not in pr_build_args(
+        _layout(tmp_path), 3
+    )
+
+
+def test_column_impact_follows_each_column_through_the_compiled_sql_to_marts_and_exposures():
+    from dataops.cicd import lineage
+
+    schema = {
+        "wh": {
+            "staging": {"stg_orders": {"order_id": "INTEGER", "amount": "DECIMAL", "note": "TEXT"}},
+            "marts": {
+                "fct_orders": {"order_id": "INTEGER", "amount_eur": "DECIMAL", "n": "BIGINT"},
+                "fct_daily": {"total": "DECIMAL", "orders": "BIGINT"},
+            },
+        }
+    }
+
+    def model(name: str, folder: str, sql: str) -> dict:
+        return {
+            "name": name,
+            "fqn": ["p", folder, name],
+            "relation_name": f'"wh"."{folder}"."{name}"',
+            "compiled_code": sql,
+        }
+
+    manifest = {
+        "nodes": {
+            "model.p.stg_orders": model("stg_orders", "staging", "select 1 as order_id"),
+            "model.p.fct_orders": model(
+                "fct_orders",
+                "marts",
+                "with orders as (select * from wh.staging.stg_orders) "
+                "select order_id, amount * 1.1 as amount_eur, count(*) over () as n from orders",
+            ),
+            "model.p.fct_daily": model(
+                "fct_daily",
+                "marts",
+                "select sum(amount_eur) as total, count(*) as orders from wh.marts.fct_orders",
+            ),
+        },
+        "exposures": {
+            "exposure.p.board": {"name": "board", "depends_on": {"nodes": ["model.p.fct_daily"]}}
+        },
+    }
+    sources = lineage.column_sources(
+        manifest["nodes"]["model.p.fct_orders"]["compiled_code"],
+        lineage.MappingSchema(schema, dialect="duckdb", normalize=False),
+    )
+    assert sources == {
+        "order_id": {("wh.staging.stg_orders", "order_id")},
+        "amount_eur": {("wh.staging.stg_orders", "amount")},
+        "n": set(),
+    }
+    changed = [("model.p.stg_orders", "amount"), ("model.p.stg_orders", "note")]
+    found = lineage.impact(
+        manifest, {}, changed, ["model.p.fct_orders", "model.p.fct_daily"], schema
+    )
+    amount = ("model.p.stg_orders", "amount")
+    assert found.reaches[amount] == [
+        ("model.p.fct_daily", "total"),
+        ("model.p.fct_orders", "amount_eur"),
+    ]
+    assert found.marts[amount] == ["fct_daily", "fct_orders"]
+    assert found.exposures[amount] == ["board"]
+    note = ("model.p.stg_orders", "note")
+    assert found.reaches[note] == [] and found.marts[note] == [] and found.exposures[note] == []
+    broken = dict(manifest["nodes"]["model.p.fct_daily"], compiled_code="select from where")
+    manifest["nodes"]["model.p.fct_daily"] = broken
+    partial = lineage.impact(
+        manifest, {}, changed, ["model.p.fct_orders", "model.p.fct_daily"], schema
+    )
+    assert "fct_daily" in partial.errors and partial.exposures[amount] == []
 
 
 def test_keyed_diff_counts_added_removed_changed_rows_and_changed_values():
@@ -664,7 +769,8 @@ def test_the_workflows_only_call_the_projects_commands_at_the_right_events():
         for s in deploy_flow["jobs"]["deploy"]["steps"]
         if s.get("uses", "").startswith("actions/upload-artifact@")
     )
-    assert "prod-state/manifest.json" in upload["with"]["path"]
+    for published in ("manifest.json", "run_results.json", "deploy.json", "docs/"):
+        assert f"prod-state/{published}" in upload["with"]["path"], published
     assert "prod-state/docs/" in upload["with"]["path"]
 
 
@@ -755,6 +861,15 @@ class Checkout:
         path = self.home / "pr" / str(number) / "target" / "run_results.json"
         return {r["unique_id"]: r for r in json.loads(path.read_text())["results"]}
 
+    def copy(self, destination: Path) -> Checkout:
+        """An independent copy (repository with its history, home with prod deployed), for a
+        test that deploys prod again: the shared checkout's prod stays as the others read it."""
+        shutil.copytree(self.repo, destination / "repo", symlinks=True)
+        shutil.copytree(
+            self.home, destination / "home", ignore=shutil.ignore_patterns("pr", "*.lock*")
+        )
+        return Checkout(destination / "repo", destination / "home", self.landing)
+
 
 @pytest.fixture(scope="module")
 def checkout(tmp_path_factory: pytest.TempPathFactory, sample_landing: Path) -> Checkout:
@@ -788,6 +903,9 @@ def test_deploy_publishes_the_manifest_pr_builds_defer_to_and_the_docs(checkout)
     )
     deploy = json.loads((state / "deploy.json").read_text())
     assert deploy["commit"] == checkout.git("rev-parse", "HEAD")
+    assert deploy["release"], "the release PR builds compare against"
+    results = json.loads((state / "run_results.json").read_text())["results"]
+    assert results and not [r for r in results if r["status"] in ("error", "fail")]
     assert (state / "docs" / "index.html").is_file() and (state / "docs" / "catalog.json").is_file()
 
 
@@ -865,6 +983,13 @@ def test_a_pr_builds_only_its_changes_reads_the_rest_from_prod_and_leaves_no_tra
     }
     assert "fct_orders" in unchanged and not tables & unchanged, "no copy of an unchanged model"
     assert _sha256(co.prod) == prod_before
+    # prod's raw tables are read, never measured: prod's own builds monitor them
+    invocation = json.loads((co.home / "pr" / "41" / "build.json").read_text())["dbt_invocation_id"]
+    measured = co.ci_query(
+        "select node_id, count(*) from platform.metric_history "
+        f"where dbt_invocation_id = '{invocation}' group by 1 order by 1"
+    )
+    assert measured and not [n for n, _ in measured if n.startswith("source.")], measured
 
     report = co.dataops("pr", "report", "41").stdout
     assert report.startswith(github.REPORT_MARKER) and "✅" in report
@@ -898,9 +1023,29 @@ def test_a_pr_builds_only_its_changes_reads_the_rest_from_prod_and_leaves_no_tra
     # a sample of changed rows of the mart, prod value then PR value
     assert re.search(r"\| [0-9-]+ \| `gross_revenue` \| [0-9.]+ \| [0-9.]+ \|", report), report
     assert _sha256(co.prod) == prod_before
+    # beyond the report: one query on both sides, unbuilt refs read from prod
+    query = co.dataops(
+        "pr",
+        "query-diff",
+        "41",
+        "select revenue_date, gross_revenue, order_count from {{ ref('fct_daily_revenue') }}",
+        "--key",
+        "revenue_date",
+    ).stdout
+    assert '"warehouse_ci"."pr_41"."fct_daily_revenue"' in query
+    assert re.search(r"\| [0-9-]+ \| `gross_revenue` \| [0-9.]+ \| [0-9.]+ \|", query), query
+    assert "`order_count`" not in query, "unchanged column: no changed values"
 
+    log = co.home / "logs" / "dbt.log"
+    logged = log.stat().st_size
     rebuilt = co.dataops("pr", "build", "41")  # a second push: the environment starts empty
     assert "PR #41: built 4 models" in rebuilt.stdout
+    with log.open(encoding="utf-8", errors="replace") as handle:
+        handle.seek(logged)
+        second = handle.read()
+    assert "Partial parsing enabled" in second and "Starting full parse" not in second, (
+        "the same PR's next push reuses dbt's parse"
+    )
 
     co.dataops("pr", "teardown", "41")
     assert not co.ci_query("select * from duckdb_schemas() where schema_name = 'pr_41'")
@@ -973,6 +1118,75 @@ def test_a_pr_that_changes_nothing_has_nothing_to_build(checkout):
     assert "Nothing to build: no model, seed or source changed against prod." in report
     assert "This branch is behind prod" not in report
     co.dataops("pr", "teardown", "45")
+
+
+@pytest.mark.slow
+def test_a_branch_behind_prod_is_warned_and_merging_main_clears_it(checkout, tmp_path):
+    co = checkout.copy(tmp_path)  # this test deploys prod again
+    co.branch("daily-average")
+    # the branch adds a column to a mart (a contract: SQL and YAML) ...
+    co.edit(
+        "models/marts/finance/fct_daily_revenue.sql",
+        "        count(distinct customer_id) as customer_count\n",
+        "        count(distinct customer_id) as customer_count,\n"
+        "        avg(order_amount) as average_order_amount\n",
+    )
+    co.edit(
+        "models/marts/finance/fct_daily_revenue.sql",
+        "        ) as net_revenue\n",
+        "        ) as net_revenue,\n"
+        "        cast(orders_by_day.average_order_amount as decimal(18, 2))"
+        " as average_order_amount\n",
+    )
+    co.edit(
+        "models/marts/finance/_finance__models.yml",
+        "        description: Gross revenue minus refunds.\n",
+        "        description: Gross revenue minus refunds.\n"
+        "      - name: average_order_amount\n"
+        "        data_type: decimal(18, 2)\n"
+        "        description: Mean amount of the day's orders (null on a day without orders).\n",
+    )
+    co.commit("Daily revenue: the average order amount")
+    # ... while main moves on and is deployed without it
+    co.git("checkout", "-q", "main")
+    co.edit(
+        "models/marts/core/dim_products.sql",
+        "        products.product_name,\n",
+        "        upper(products.product_name) as product_name,\n",
+    )
+    co.commit("Product names in capitals")
+    deployed = co.dataops("deploy", "--no-docs")
+    assert "Published" in deployed.stdout, deployed.stdout
+    main_commit = co.git("rev-parse", "HEAD")
+    co.git("checkout", "-q", "daily-average")
+
+    built = co.dataops("pr", "build", "50")
+    assert "WARNING: this branch is behind prod" in built.stdout, built.stdout
+    report = co.dataops("pr", "report", "50").stdout
+    warning = next(line for line in report.splitlines() if "This branch is behind prod" in line)
+    assert f"`{main_commit[:12]}`" in warning and "Product names in capitals" in warning
+    assert "`models/marts/core/dim_products.sql`" in warning and "git merge origin/main" in warning
+    # what the warning is about: prod's newer change shows up as reverted by this PR
+    reverted = (
+        r"\| `dim_products` \| modified \| `product_id` "
+        r"\| [0-9,]+ → [0-9,]+ \| 0 \| 0 \| [1-9]"
+    )
+    assert re.search(reverted, report), report
+    assert "| `product_name` |" in report
+    # the added column, profiled
+    assert "- columns added: `average_order_amount`" in report
+    profile = report.split("Profile of the added columns:")[1]
+    assert re.search(r"\| `average_order_amount` \| DECIMAL\(18,2\) \| [0-9,]+ \|", profile)
+
+    co.git("merge", "-q", "--no-edit", "main")
+    rebuilt = co.dataops("pr", "build", "50")
+    assert "behind prod" not in rebuilt.stdout, rebuilt.stdout
+    assert {uid.split(".")[-1] for uid in co.run_results(50) if uid.startswith("model.")} == {
+        "fct_daily_revenue"
+    }
+    merged = co.dataops("pr", "report", "50").stdout
+    assert "behind prod" not in merged and "`dim_products`" not in merged.split("### Data diff")[1]
+    assert "- columns added: `average_order_amount`" in merged
 
 
 @pytest.mark.slow
@@ -1153,6 +1367,78 @@ def test_two_pr_builds_at_once_both_succeed_one_after_the_other(checkout):
     co.git("worktree", "remove", "--force", str(other))
 
 
+def test_a_query_diff_runs_one_query_on_both_sides_with_unbuilt_refs_read_from_prod(tmp_path):
+    layout = _layout(tmp_path)
+    with duckdb.connect(str(layout.prod_warehouse)) as con:
+        con.execute("create schema marts")
+        con.execute(
+            "create table marts.fct_a as "
+            "select * from (values (1, 10), (2, 20), (3, 30)) as t(id, amount)"
+        )
+        con.execute(
+            "create table marts.dim_b as "
+            "select * from (values (1, 'x'), (2, 'y'), (4, 'z')) as t(id, label)"
+        )
+    with duckdb.connect(str(layout.ci_warehouse)) as con:
+        con.execute("create schema pr_3")
+        con.execute(
+            "create table pr_3.fct_a as "
+            "select * from (values (1, 10), (2, 25), (4, 40)) as t(id, amount)"
+        )
+
+    def node(name: str, database: str, schema: str) -> dict:
+        return {
+            "resource_type": "model",
+            "name": name,
+            "database": database,
+            "relation_name": f'"{database}"."{schema}"."{name}"',
+        }
+
+    layout.prod_state_dir.mkdir(parents=True)
+    layout.prod_manifest.write_text(
+        json.dumps(
+            {
+                "nodes": {
+                    f"model.p.{n}": node(n, "warehouse_prod", "marts") for n in ("fct_a", "dim_b")
+                }
+            }
+        )
+    )
+    target = layout.pr_target_dir(3)
+    target.mkdir(parents=True)
+    (target / "manifest.json").write_text(
+        json.dumps(
+            {"nodes": {f"model.p.{n}": node(n, "warehouse_ci", "pr_3") for n in ("fct_a", "dim_b")}}
+        )
+    )
+    (target / "run_results.json").write_text(
+        json.dumps({"results": [{"unique_id": "model.p.fct_a", "status": "success"}]})
+    )
+    sql = (
+        "select a.id, a.amount, b.label from {{ ref('fct_a') }} as a\n"
+        'left join {{ ref("dim_b") }} as b on a.id = b.id where a.id < 10;'
+    )
+    diff, pr_sql, prod_sql = report.query_diff(layout, 3, sql, ["id"])
+    # the PR's own fct_a and prod's dim_b (not built in the PR: deferred); prod reads its own
+    assert (
+        '"warehouse_ci"."pr_3"."fct_a"' in pr_sql and '"warehouse_prod"."marts"."dim_b"' in pr_sql
+    )
+    assert '"warehouse_prod"."marts"."fct_a"' in prod_sql and "pr_3" not in prod_sql
+    assert (diff.added, diff.removed, diff.changed) == (1, 1, 1)
+    assert diff.changed_values == {"amount": 1}
+    assert diff.samples == [("2", {"amount": ("20", "25")})]
+    markdown = report.query_diff_markdown(diff, pr_sql, prod_sql)
+    assert "| `id` | 3 → 3 | 1 | 1 | 1 |" in markdown and "| 2 | `amount` | 20 | 25 |" in markdown
+    whole = report.query_diff(layout, 3, "select amount from {{ ref('fct_a') }}")[0]
+    assert (whole.added, whole.removed, whole.key) == (2, 2, None) and "whole rows" in whole.note
+    with pytest.raises(CicdError, match="refers to no model"):
+        report.query_diff(layout, 3, "select 1")
+    with pytest.raises(CicdError, match="Not in prod's manifest: fct_new"):
+        report.query_diff(layout, 3, "select * from {{ ref('fct_new') }}")
+    with pytest.raises(CicdError, match="The query failed: .*no_such_column"):
+        report.query_diff(layout, 3, "select no_such_column from {{ ref('fct_a') }}")
+
+
 def test_a_composite_key_matches_rows_on_every_key_column():
     con = duckdb.connect()
     con.execute(
@@ -1179,6 +1465,12 @@ def test_a_composite_key_matches_rows_on_every_key_column():
             },
         },
         "sources": {},
+    }
+    assert primary_key(manifest, "model.p.stock") == ["supply_id", "sku"]
+    # a staging model's derived staging_rules test names the key as `primary_key`
+    manifest["nodes"]["test.p.pk"]["test_metadata"] = {
+        "name": "staging_rules",
+        "kwargs": {"primary_key": ["supply_id", "sku"], "not_null": ["quantity"]},
     }
     assert primary_key(manifest, "model.p.stock") == ["supply_id", "sku"]
 

@@ -235,14 +235,50 @@ class Prod:
         )
 
     def edit(self, relative: str, old: str, new: str) -> None:
-        path = self.repo / relative
-        text = path.read_text()
-        assert text.count(old) == 1, f"{old!r} not found once in {relative}"
-        path.write_text(text.replace(old, new))
+        edit_file(self.repo, relative, old, new)
 
     def copy(self, destination: Path) -> Prod:
         shutil.copytree(self.repo, destination / "repo")
         return Prod(destination / "repo", clone_home(self.home, destination / "home"))
+
+
+def edit_file(repo: Path, relative: str, old: str, new: str) -> None:
+    path = repo / relative
+    text = path.read_text()
+    assert text.count(old) == 1, f"{old!r} not found once in {relative}"
+    path.write_text(text.replace(old, new))
+
+
+def copy_repo(repo: Path) -> Path:
+    """A copy of the dbt project and the dataops package, for a test to change."""
+    for part in (*PROJECT_PARTS, "dataops"):
+        source = REPO_ROOT / part
+        if source.is_dir():
+            shutil.copytree(source, repo / part, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            (repo / part).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(source, repo / part)
+    return repo
+
+
+def kill_in_switch(command: list[str], cwd: Path, env: dict[str, str]) -> None:
+    """Run a publish paused inside its switch transaction (SWITCH_PAUSE_ENV); kill -9 it there."""
+    publisher = subprocess.Popen(
+        command,
+        cwd=cwd,
+        env={**env, rel.SWITCH_PAUSE_ENV: "120"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines = []
+    for line in publisher.stdout:  # wait until it is inside the switch transaction
+        lines.append(line)
+        if "switch paused" in line:
+            break
+    assert "switch paused" in lines[-1], "".join(lines)
+    os.kill(publisher.pid, signal.SIGKILL)
+    publisher.wait(timeout=60)
 
 
 def checksums(warehouse: Path) -> dict[str, tuple]:
@@ -269,14 +305,7 @@ def read_checksums(con: duckdb.DuckDBPyConnection, schemas=PUBLISHED_SCHEMAS) ->
 def released(built_platform, tmp_path_factory) -> Prod:
     """The built sample platform as prod (its warehouse file renamed), released once (r1)."""
     root = tmp_path_factory.mktemp("publishing")
-    repo = root / "repo"
-    for part in (*PROJECT_PARTS, "dataops"):
-        source = REPO_ROOT / part
-        if source.is_dir():
-            shutil.copytree(source, repo / part, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            (repo / part).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy(source, repo / part)
+    repo = copy_repo(root / "repo")
     home = clone_home(built_platform.home, root / "home")
     (home / "warehouse_dev.duckdb").rename(home / "warehouse_prod.duckdb")
     prod = Prod(repo, home)
@@ -456,22 +485,7 @@ def test_a_publish_killed_mid_switch_leaves_the_previous_release_and_the_next_su
         "sum(case when is_fulfillable then order_amount else 0 end) as gross_revenue",
         "sum(order_amount) as gross_revenue",
     )
-    publisher = subprocess.Popen(
-        prod.command("build", "--select", "fct_daily_revenue"),
-        cwd=prod.repo,
-        env=prod.env(**{rel.SWITCH_PAUSE_ENV: "120"}),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    lines = []
-    for line in publisher.stdout:  # wait until it is inside the switch transaction
-        lines.append(line)
-        if "switch paused" in line:
-            break
-    assert "switch paused" in lines[-1], "".join(lines)
-    os.kill(publisher.pid, signal.SIGKILL)
-    publisher.wait(timeout=60)
+    kill_in_switch(prod.command("build", "--select", "fct_daily_revenue"), prod.repo, prod.env())
 
     assert checksums(prod.warehouse) == before
     deployed = prod.dataops("deploy", "--no-docs")
