@@ -2,7 +2,8 @@
     One set-based insert into platform.metric_history measuring the given monitored tables (from
     dataops_monitored_tables). A source table is measured on the rows that arrived since its last
     measurement (its loaded_at_field above the stored watermark): rows_added, column metrics and,
-    with `schema`, the declared columns' presence; plus its total row_count and freshness lag
+    with `schema`, the declared columns' presence and the undeclared columns the delivered rows
+    carry; plus its total row_count and freshness lag
     against the measurement time. A model is measured whole (row_count and column metrics).
     The stored watermarks are read before the insert is rendered and compared as timestamp literals
     (`_loaded_at > '...'`), so the scans skip every row group loaded before them (zone maps)
@@ -69,6 +70,10 @@
                 {%- do aggregates.append("count(" ~ adapter.quote(column.name) ~ ") as n" ~ loop.index) -%}
                 {%- do metrics.append((column.name, 'non_null_count', 'n' ~ loop.index)) -%}
             {%- endfor -%}
+            {%- set declared_lower = spec.declared | map(attribute='name') | map('lower') | list -%}
+            {%- for name in present if name not in declared_lower and not name.startswith('_') -%}
+                {%- do aggregates.append("count(" ~ adapter.quote(name) ~ ") as u" ~ loop.index) -%}
+            {%- endfor -%}
         {%- endif -%}
         {%- do ctes.append("raw_" ~ i ~ " as (select " ~ aggregates | join(", ") ~ " from "
             ~ spec.relation ~ " where " ~ since ~ ")") -%}
@@ -98,9 +103,12 @@
                 {%- do selects.append("select " ~ ident ~ ", " ~ dataops_literal(column.name)
                     ~ ", 'column_missing', 1.0, batch_id, file_hash from raw_" ~ i) -%}
             {%- endfor -%}
+            {#- An undeclared column counts only on the deliveries that carry it (a value in a
+                delivered row): once added to the raw table by additive drift it stays there. -#}
             {%- for name in present if name not in declared_names and not name.startswith('_') -%}
                 {%- do selects.append("select " ~ ident ~ ", " ~ dataops_literal(name)
-                    ~ ", 'column_undeclared', 1.0, batch_id, file_hash from raw_" ~ i) -%}
+                    ~ ", 'column_undeclared', cast(u" ~ loop.index ~ " as " ~ float
+                    ~ "), batch_id, file_hash from raw_" ~ i ~ " where u" ~ loop.index ~ " > 0") -%}
             {%- endfor -%}
         {%- endif -%}
         {#- Column metrics, on the staging model (staged names and types) or the model itself. -#}
