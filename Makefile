@@ -3,11 +3,14 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-# The stamp is keyed on the lock, pyproject.toml, the interpreter's full version and how the
-# packages are installed (INSTALL_KIND): a kept .venv (a persistent CI runner) is rebuilt when
-# any of them changes.
-INSTALL_KIND := compiled-bytecode
-STAMP := $(VENV)/.installed-$(shell (cat requirements.lock pyproject.toml; $(PYTHON) -V 2>&1; echo $(INSTALL_KIND)) | cksum | cut -d' ' -f1)
+# Packages are installed with their bytecode compiled (uv does not compile by default, unlike
+# pip): without .pyc files every dbt, Dagster or pytest process compiles its imports from source,
+# ~2 s CPU more per dbt invocation (docs/benchmarks.md "Main job"), and nothing writes them later
+# where PYTHONDONTWRITEBYTECODE is set or the venv is read-only.
+UV_INSTALL := $(BIN)/uv pip install -q --compile-bytecode --python $(BIN)/python
+# The stamp is keyed on the lock, pyproject.toml, the install command and the interpreter's full
+# version: a kept .venv (a persistent CI runner) is rebuilt when the Python patch version changes.
+STAMP := $(VENV)/.installed-$(shell (cat requirements.lock pyproject.toml; echo '$(UV_INSTALL)'; $(PYTHON) -V 2>&1) | cksum | cut -d' ' -f1)
 
 export DBT_SEND_ANONYMOUS_USAGE_STATS := false
 export DBT_VERSION_CHECK := false
@@ -24,12 +27,10 @@ $(STAMP): requirements.lock pyproject.toml
 	if [ "$$($(BIN)/python -V 2>&1)" != "$$($(PYTHON) -V 2>&1)" ]; then rm -rf $(VENV); fi
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check uv==0.13.9
-	$(BIN)/uv pip install -q --python $(BIN)/python -r requirements.lock
-	$(BIN)/uv pip install -q --python $(BIN)/python --no-deps -e .
-	# Bytecode of every installed package, compiled once: uv does not compile it, and with
-	# PYTHONDONTWRITEBYTECODE set (CI images, some shells) every Python process (dbt, Dagster's
-	# run workers) would compile Dagster, dbt and SQLAlchemy from source again, about twice the
-	# import time (docs/benchmarks.md, "Dagster latency").
+	$(UV_INSTALL) -r requirements.lock
+	$(UV_INSTALL) --no-deps -e .
+	# uv compiles only what it installs: a kept venv whose packages were installed before gets
+	# its bytecode here (docs/benchmarks.md, "Dagster latency": import dagster 7.2 -> 3.6 s CPU).
 	$(BIN)/python -m compileall -q -j 0 $(VENV)/lib > /dev/null
 	rm -f $(VENV)/.installed-* && touch $@
 

@@ -28,7 +28,7 @@ from dataops.publishing import wap
 from dataops.publishing.commands import add_commands as add_publishing_commands
 from dataops.publishing.releases import PublishingError
 from dataops.rules.commands import add_lint_commands
-from dataops.sources import onboarding
+from dataops.sources import onboarding, profiling
 from dataops.sources import sync as staging_sync
 from dataops.sources.registry import DeclarationError, load_registry, select_tables
 
@@ -230,6 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     sync.set_defaults(func=cmd_sources)
     onboarding.add_parser(sources_commands)  # sources add <name> --sample <file> | --all
     extract_onboarding.add_arguments(sources_commands)  # ... | --postgres ENV | --api ENV
+    profiling.add_parser(commands)  # profile <source.table> [--write]
     add_lint_commands(commands)  # lint sql|rules
     add_dbt_commands(commands)  # dbt prepare (the manifest Dagster loads)
     engines_cli.add_parser(commands)

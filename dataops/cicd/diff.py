@@ -33,8 +33,10 @@ def primary_key(manifest: dict[str, Any], unique_id: str) -> str | list[str] | N
             continue
         test_name = (test.get("test_metadata") or {}).get("name")
         column = test.get("column_name")
-        if test_name == "primary_key":  # tests/dbt/generic/test_primary_key.sql
-            columns = ((test.get("test_metadata") or {}).get("kwargs") or {}).get("columns")
+        # tests/dbt/generic/test_primary_key.sql, test_staging_rules.sql (staging models)
+        if test_name in ("primary_key", "staging_rules"):
+            argument = "columns" if test_name == "primary_key" else "primary_key"
+            columns = ((test.get("test_metadata") or {}).get("kwargs") or {}).get(argument)
             if isinstance(columns, list) and columns:
                 return columns[0] if len(columns) == 1 else list(columns)
             if isinstance(columns, str):

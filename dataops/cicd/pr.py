@@ -35,6 +35,7 @@ from dataops.core.sql import quote_identifier, quote_literal
 from dataops.dbt.runner import DbtOutcome, dbt_args, dbt_env, environ, invoke, run_dbt
 
 DEFAULT_SELECTION = ("state:modified+",)
+PARTIAL_PARSE = "partial_parse.msgpack"
 RAW_DATABASE_VAR = "dataops_raw_database"  # read by `database:` in the sources YAML files
 
 
@@ -376,8 +377,14 @@ def _build_locked(
     schema = pr_schema(number)
     target_dir = layout.pr_target_dir(number)
     reset_environment(con, number, commit)
-    shutil.rmtree(layout.pr_dir(number), ignore_errors=True)  # no stale results of a past build
+    # No stale results of a past build; but dbt's parse cache stays: the same PR has the same
+    # schema and vars, so a new push parses only the files it changed (dbt checks every hash).
+    cache = target_dir / PARTIAL_PARSE
+    kept = cache.read_bytes() if cache.is_file() else None
+    shutil.rmtree(layout.pr_dir(number), ignore_errors=True)
     target_dir.mkdir(parents=True)
+    if kept is not None:
+        cache.write_bytes(kept)
     ensure_events(con)
     record_event(
         con,

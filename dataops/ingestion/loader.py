@@ -45,10 +45,16 @@ HASH_CHUNK = 1 << 20
 LOCK_TIMEOUT_ENV = "DATAOPS_LOCK_TIMEOUT"
 DEFAULT_LOCK_TIMEOUT = 600.0
 # Raw CSV/JSON columns are text. DuckDB 2.0's default string compression (dict_fsst) spends 3-4x
-# the whole load time analysing them at checkpoint (docs/benchmarks.md, "Ingestion"); without it
-# raw text tables load ~4x faster and take ~2.4x the disk. The loader's connection opts out.
+# the whole load time analysing them at checkpoint (docs/benchmarks.md, "Ingestion"); stored
+# uncompressed, raw text tables load ~4x faster and take ~2.4x the disk. So raw text columns are
+# declared ``using compression uncompressed``, while the lineage columns, one value per file, are
+# dictionary-compressed (``dict_fsst``): a 64-character file hash per row stored plainly cost more
+# than reading the file. A raw table created before per-column compression (its DDL names none)
+# still loads with dict_fsst off for the whole connection (LEGACY_TEXT_SETTING).
 # Times with a zone (Parquet TIMESTAMP WITH TIME ZONE) become UTC when stored into a timestamp.
-LOAD_SETTINGS = ("set disabled_compression_methods = 'dict_fsst'", "set TimeZone = 'UTC'")
+LOAD_SETTINGS = ("set TimeZone = 'UTC'",)
+LEGACY_TEXT_SETTING = "set disabled_compression_methods = 'dict_fsst'"
+TEXT_STORAGE = "using compression uncompressed"
 
 
 class WarehouseLocked(RuntimeError):
@@ -220,7 +226,35 @@ def _raw_columns(con: duckdb.DuckDBPyConnection, table: SourceTable) -> dict[str
     return {name: data_type for name, data_type in rows} if rows else None
 
 
-LINEAGE_DDL = "_file_name varchar, _file_hash varchar, _batch_id varchar, _loaded_at timestamp"
+LINEAGE_DDL = (
+    "_file_name varchar using compression dict_fsst, "
+    "_file_hash varchar using compression dict_fsst, "
+    "_batch_id varchar using compression dict_fsst, _loaded_at timestamp"
+)
+
+
+def column_ddl(name: str, data_type: str) -> str:
+    """A raw column's definition: text stored uncompressed (see LOAD_SETTINGS)."""
+    text = data_type.strip().upper() in ("VARCHAR", "TEXT", "STRING")
+    return f"{quote_identifier(name)} {data_type}" + (f" {TEXT_STORAGE}" if text else "")
+
+
+def set_text_storage(con: duckdb.DuckDBPyConnection, tables: list[SourceTable]) -> bool:
+    """Turn dict_fsst off for the connection if a raw table predates per-column compression.
+
+    Returns whether it did (a legacy table: its CREATE statement names no compression).
+    """
+    legacy = False
+    for table in tables:
+        row = con.execute(
+            "select sql from duckdb_tables() where database_name = current_database() "
+            "and schema_name = ? and table_name = ?",
+            [table.schema, table.name],
+        ).fetchone()
+        if row and "USING COMPRESSION" not in (row[0] or "").upper():
+            legacy = True
+    con.execute(LEGACY_TEXT_SETTING if legacy else "set disabled_compression_methods = ''")
+    return legacy
 
 
 def ensure_declared_tables(con: duckdb.DuckDBPyConnection, tables: list[SourceTable]) -> list[str]:
@@ -236,8 +270,7 @@ def ensure_declared_tables(con: duckdb.DuckDBPyConnection, tables: list[SourceTa
         if _raw_columns(con, table) is not None:
             continue
         columns = ", ".join(
-            f"{quote_identifier(c.name)} "
-            + (c.data_type if table.landing.format == "parquet" else "varchar")
+            column_ddl(c.name, c.data_type if table.landing.format == "parquet" else "varchar")
             for c in validation._declared(table)
         )
         con.execute("begin transaction")
@@ -280,34 +313,75 @@ def load_file(
     landing folder after the commit); ``extra_events`` are (type, details) written in the same
     transaction. ``snapshot``: the file's size and mtime when it was chosen; if it changed since
     (a writer still writing), nothing is loaded or quarantined (``changed``).
+
+    A file whose columns have their raw columns' types (every CSV and JSON-lines file, and a
+    Parquet file typed as declared) is inserted straight from its reader inside the load
+    transaction, and the inserted rows are checked before the commit (one read, one write);
+    otherwise it is read into a temporary table and checked there before it is inserted.
     """
     recorded_path = recorded_path or path
-    started_at = _now()
     try:
-        staged = validation.stage(con, table, path)
-        crash_point("after_stage")
-        violations = validation.validate(con, table, staged, _raw_columns(con, table))
+        with validation.opened(con, table, path) as staged:
+            existing = _raw_columns(con, table)
+            direct = existing is not None and validation.loads_as_read(staged, existing)
+            if direct:
+                violations = validation.check_columns(table, staged, existing)
+            else:
+                validation.materialise(con, table, staged)
+                crash_point("after_stage")
+                violations = validation.validate(con, table, staged, existing)
+            if not violations:
+                return _load(
+                    con, table, path, staged, direct, file_hash, batch_id, landing_root,
+                    recorded_path, extra_events, snapshot,
+                )  # fmt: skip
     except FileRejected as rejected:
         violations = rejected.violations
     except duckdb.Error as error:  # a check that could not run on this content
         violations = [validation.explain_read_error(error)]
     except Exception as error:  # noqa: BLE001 - no content may stop ingestion: quarantine it
         violations = [unexpected(error)]
-    if violations:
-        con.execute(f"drop table if exists {INCOMING}")
-        if snapshot is not None and not landing.unchanged(path, snapshot):
-            return FileResult(changed=True)  # a partial file is not bad: it is not done yet
-        return FileResult(
-            quarantined=quarantine_file(
-                con, table, path, file_hash, batch_id, landing_root, violations
-            )
-        )
+    con.execute(f"drop table if exists {INCOMING}")
+    if snapshot is not None and not landing.unchanged(path, snapshot):
+        return FileResult(changed=True)  # a partial file is not bad: it is not done yet
+    return FileResult(
+        quarantined=quarantine_file(con, table, path, file_hash, batch_id, landing_root, violations)
+    )
+
+
+# Rows a transaction appends to a table get row ids from here on (DuckDB's MAX_ROW_ID, 2^55
+# rounded), above every committed row's: the load's own rows are read back by this filter, which
+# DuckDB pushes into the scan (committed row groups are skipped). Checked after each insert.
+LOCAL_ROW_ID = 36_028_797_018_960_000
+
+
+def _load(
+    con: duckdb.DuckDBPyConnection,
+    table: SourceTable,
+    path: Path,
+    staged: validation.StagedFile,
+    direct: bool,
+    file_hash: str,
+    batch_id: str,
+    landing_root: Path,
+    recorded_path: Path,
+    extra_events: list[tuple[str, dict]] | None,
+    snapshot: landing.Snapshot | None,
+) -> FileResult:
+    """Insert a file's rows (checking them first if ``direct``), ledger entry, events; commit.
+
+    Raises FileRejected (after rolling back) when the rows read in the transaction fail a check.
+    """
+    started_at = _now()
     target = f"{quote_identifier(table.schema)}.{quote_identifier(table.name)}"
+    source = f"{staged.reader}" if direct else INCOMING
     select = (
         f"select *, ? as _file_name, ? as _file_hash, ? as _batch_id, "
-        f"cast(? as timestamp) as _loaded_at from {INCOMING}"
+        f"cast(? as timestamp) as _loaded_at from {source}"
     )
     params = [recorded_path.name, file_hash, batch_id, started_at]
+    if direct:
+        params.append(str(staged.read_path))
     con.execute("begin transaction")
     try:
         crash_point("after_begin")
@@ -319,11 +393,18 @@ def load_file(
             known = {name.lower() for name in existing}
             for name, data_type in staged.columns.items():
                 if name.lower() not in known:
-                    con.execute(
-                        f"alter table {target} add column {quote_identifier(name)} {data_type}"
-                    )
+                    con.execute(f"alter table {target} add column {column_ddl(name, data_type)}")
         crash_point("after_create_table")
-        rows = con.execute(f"insert into {target} by name {select}", params).fetchone()[0]
+        if direct:
+            try:
+                rows = con.execute(f"insert into {target} by name {select}", params).fetchone()[0]
+            except duckdb.Error as error:  # the file cannot be read: its own reason, not a load
+                _rollback(con)
+                raise FileRejected([validation.explain_read_error(error)]) from None
+            crash_point("after_stage")
+            _check_inserted(con, table, staged, target, rows)
+        else:
+            rows = con.execute(f"insert into {target} by name {select}", params).fetchone()[0]
         crash_point("after_insert")
         previous = ledger.previous_delivery(
             con, table.source, table.name, recorded_path.name, file_hash
@@ -397,6 +478,33 @@ def load_file(
     crash_point("after_commit")
     con.execute(f"drop table if exists {INCOMING}")
     return FileResult(rows=rows, added_columns=staged.added_columns)
+
+
+def _check_inserted(
+    con: duckdb.DuckDBPyConnection,
+    table: SourceTable,
+    staged: validation.StagedFile,
+    target: str,
+    rows: int,
+) -> None:
+    """Check the rows this transaction inserted; roll back and raise FileRejected if any fail."""
+    scope = f"rowid >= {LOCAL_ROW_ID}"
+    found, first = con.execute(
+        f"select count(*), min(rowid) from {target} where {scope}"
+    ).fetchone()
+    if found != rows:
+        _rollback(con)
+        raise RuntimeError(
+            f"{rows} rows inserted into {target} but {found} found from row id {LOCAL_ROW_ID}: "
+            "this DuckDB numbers a transaction's new rows differently (dataops/ingestion/loader.py)"
+        )
+    staged.relation, staged.scope, staged.rows = target, scope, rows
+    staged.first_row_id = LOCAL_ROW_ID if first is None else int(first)
+    staged.nested = validation.find_nested(con, table, staged)
+    violations = staged.nested or validation.check_rows(con, table, staged)
+    if violations:
+        _rollback(con)
+        raise FileRejected(violations)
 
 
 def unexpected(error: Exception) -> Violation:
@@ -632,6 +740,7 @@ def ingest(
         ledger.ensure_ledger(con)
         events.ensure_events(con)
         ensure_declared_tables(con, tables)
+        set_text_storage(con, tables)
         for table in tables:
             outcome = summary.tables.setdefault(table.key, TableOutcome(key=table.key))
             loaded = ledger.loaded_hashes(con, table.source, table.name)
@@ -718,6 +827,8 @@ def replay(
             con.execute(setting)
         ledger.ensure_ledger(con)
         events.ensure_events(con)
+        ensure_declared_tables(con, [table])
+        set_text_storage(con, [table])
         already = ledger.loaded_path(con, table.source, table.name, file_hash)
         if already is not None:
             _put_back(file, Path(already))

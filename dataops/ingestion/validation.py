@@ -21,12 +21,14 @@ rows set-based inside DuckDB (one aggregate query plus one group-by, never row b
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import gzip
 import io
 import re
 import tempfile
 import zlib
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,7 +67,12 @@ class FileRejected(Exception):
 
 @dataclass
 class StagedFile:
-    """A file read into the temporary table INCOMING: its columns (name -> type) and row count."""
+    """An opened file: its columns (name -> type), the reader over it and where its rows are.
+
+    Its rows are in ``relation`` where ``scope`` holds, the first one at ``first_row_id``: the
+    temporary table INCOMING (:func:`stage`), or the raw table's rows inserted by the load's
+    own transaction (the loader inserts straight from ``reader`` and checks them before commit).
+    """
 
     path: Path
     columns: dict[str, str]
@@ -73,6 +80,12 @@ class StagedFile:
     added_columns: list[str] = field(default_factory=list)
     nul_checked: bool = False  # the file's bytes were scanned for NUL (see _first_nul)
     nested: list[Violation] = field(default_factory=list)  # objects/arrays in scalar columns
+    reader: str = ""  # a table function over the file, its one parameter ``read_path``
+    read_path: Path | None = None  # the file the reader opens (a normalised copy, maybe)
+    compression: str = "none"
+    relation: str = INCOMING
+    scope: str = "true"
+    first_row_id: int = 0
 
 
 
@@ -315,10 +328,19 @@ def _nul_violation(
 
 
 def stage(con: duckdb.DuckDBPyConnection, table: SourceTable, path: Path) -> StagedFile:
-    """Read the whole file into the temporary table INCOMING; raise FileRejected if unreadable.
+    """Read the whole file into the temporary table INCOMING; raise FileRejected if unreadable."""
+    with opened(con, table, path) as staged:
+        materialise(con, table, staged)
+        return staged
+
+
+@contextlib.contextmanager
+def opened(con: duckdb.DuckDBPyConnection, table: SourceTable, path: Path) -> Iterator[StagedFile]:
+    """Open a file for reading (nothing read but its header, keys or schema), or FileRejected.
 
     The file is recognised by its bytes: gzip/zstd whatever its name, Parquet by its magic; a
-    JSON-lines file with a BOM or lone-CR line ends is read from a normalised copy.
+    JSON-lines file with a BOM or lone-CR line ends is read from a normalised copy, which lives
+    as long as the context. Violations raised inside the context name the delivered file.
     """
     if path.stat().st_size == 0:
         raise FileRejected(
@@ -360,19 +382,33 @@ def stage(con: duckdb.DuckDBPyConnection, table: SourceTable, path: Path) -> Sta
     if expected == "jsonl" and content.needs_normalising:
         with tempfile.TemporaryDirectory(prefix="dataops-normalise-") as folder:
             copy = normalised_copy(path, content, Path(folder))
-            plain = Content("none")
             try:
-                staged = _stage(con, table, copy, plain)
+                staged = _open(con, table, copy, Content("none"))
+                staged.path = path
+                yield staged
             except FileRejected as rejected:
                 for violation in rejected.violations:
                     violation.message = violation.message.replace(str(copy), str(path))
                 raise
-            staged.path = path
-            return staged
-    return _stage(con, table, path, content)
+        return
+    yield _open(con, table, path, content)
 
 
-def _stage(
+def materialise(con: duckdb.DuckDBPyConnection, table: SourceTable, staged: StagedFile) -> None:
+    """Read an opened file's rows into the temporary table INCOMING."""
+    try:
+        con.execute(
+            f"create or replace temp table {INCOMING} as select * from {staged.reader}",
+            [str(staged.read_path)],
+        )
+    except duckdb.Error as error:
+        raise FileRejected([explain_read_error(error)]) from None
+    staged.relation, staged.scope, staged.first_row_id = INCOMING, "true", 0
+    staged.rows = con.execute(f"select count(*) from {INCOMING}").fetchone()[0]
+    staged.nested = find_nested(con, table, staged)
+
+
+def _open(
     con: duckdb.DuckDBPyConnection, table: SourceTable, path: Path, content: Content
 ) -> StagedFile:
     landing = table.landing
@@ -410,6 +446,7 @@ def _stage(
             _check_header(names)
         else:
             names = [c.name for c in _declared(table)]
+        file_columns = dict.fromkeys(names, "VARCHAR")
         columns = ", ".join(f"{quote_literal(n)}: 'VARCHAR'" for n in names)
         reader = (
             f"read_csv(?, auto_detect = false, header = {str(options.header).lower()}, "
@@ -461,45 +498,46 @@ def _stage(
         )
         # A declared key that no record carries is a removed column, not a column of nulls.
         present = {k.lower() for k in keys}
-        missing = [n for n in declared if n.lower() not in present]
+        file_columns = {n: "VARCHAR" for n in names if n.lower() in present}
     else:
         reader = "read_parquet(?)"
-    try:
-        con.execute(
-            f"create or replace temp table {INCOMING} as select * from {reader}", [str(path)]
-        )
-    except duckdb.Error as error:
-        raise FileRejected([explain_read_error(error)]) from None
-    described = con.execute(f"describe {INCOMING}").fetchall()
-    file_columns = {row[0]: row[1] for row in described}
-    nested: list[Violation] = []
-    if landing.format == "jsonl":
-        for name in missing:
-            file_columns.pop(name, None)
-        present_declared = [n for n in declared if n in file_columns]
-        nested = _nested_values(con, path, compression, present_declared)
-    rows = con.execute(f"select count(*) from {INCOMING}").fetchone()[0]
+        try:
+            described = con.execute(f"describe select * from {reader}", [str(path)]).fetchall()
+        except duckdb.Error as error:
+            raise FileRejected([explain_read_error(error)]) from None
+        file_columns = {row[0]: row[1] for row in described}
     return StagedFile(
-        path=path, columns=file_columns, rows=rows, nul_checked=nul_checked, nested=nested
+        path=path,
+        columns=file_columns,
+        rows=0,
+        nul_checked=nul_checked,
+        reader=reader,
+        read_path=path,
+        compression=compression,
     )
 
 
-def _nested_values(
-    con: duckdb.DuckDBPyConnection, path: Path, compression: str, names: list[str]
+def find_nested(
+    con: duckdb.DuckDBPyConnection, table: SourceTable, staged: StagedFile
 ) -> list[Violation]:
     """An object or array where a declared (scalar) column is expected: a cast failure.
 
     Read as text, a nested value becomes its JSON text, like a string that happens to start with
     '{' or '['; only when such text is found is the file read again to tell the two apart.
     """
+    if table.landing.format != "jsonl":
+        return []
+    declared = {c.name.lower() for c in _declared(table)}
+    names = [n for n in staged.columns if n.lower() in declared]
     if not names:
         return []
+    path, compression = staged.read_path, staged.compression
     candidates = con.execute(
         "select "
         + ", ".join(
             f"count_if(left({quote_identifier(n)}, 1) in ('{{', '['))" for n in names
         )
-        + f" from {INCOMING}"
+        + f" from {staged.relation} where {staged.scope}"
     ).fetchone()
     violations = []
     for name, candidate in zip(names, candidates, strict=True):
@@ -515,7 +553,9 @@ def _nested_values(
         if not count:
             continue
         row_id = con.execute(
-            f"select min(rowid) from {INCOMING} where {quote_identifier(name)} = ?", [value]
+            f"select min(rowid) - {staged.first_row_id} from {staged.relation} "
+            f"where {staged.scope} and {quote_identifier(name)} = ?",
+            [value],
         ).fetchone()[0]
         line = None if row_id is None else int(row_id) + 1
         violations.append(
@@ -616,11 +656,11 @@ def strict_cast(expression: str, data_type: str) -> str:
 
 
 def _position(
-    staged_format: str, row_id: int | None, header: bool
+    staged_format: str, row_id: int | None, header: bool, first_row_id: int = 0
 ) -> tuple[int | None, int | None]:
     if row_id is None:
         return None, None
-    row = int(row_id) + 1
+    row = int(row_id) - first_row_id + 1
     if staged_format == "csv":
         return row, row + (1 if header else 0)
     if staged_format == "jsonl":
@@ -635,6 +675,27 @@ def validate(
     raw_columns: dict[str, str] | None,
 ) -> list[Violation]:
     """Check the staged file, set ``staged.added_columns``; return the violations (none: load)."""
+    return check_columns(table, staged, raw_columns) or check_rows(con, table, staged)
+
+
+def loads_as_read(staged: StagedFile, raw_columns: dict[str, str]) -> bool:
+    """Whether each column of the file has its raw column's type (nothing to convert on insert).
+
+    Then the file can be inserted straight from its reader and its rows checked in the raw table
+    before commit; a value that an insert would convert (a Parquet column whose type differs from
+    the raw table's) must be checked before it is converted, from the staged copy.
+    """
+    raw_lower = {k.lower(): v for k, v in raw_columns.items()}
+    return all(
+        _normalise_type(raw_lower.get(name.lower(), data_type)) == _normalise_type(data_type)
+        for name, data_type in staged.columns.items()
+    )
+
+
+def check_columns(
+    table: SourceTable, staged: StagedFile, raw_columns: dict[str, str] | None
+) -> list[Violation]:
+    """The file's columns against the declaration and the raw table; sets ``added_columns``."""
     landing = table.landing
     by_lower = {name.lower(): name for name in staged.columns}
     declared = _declared(table)
@@ -715,9 +776,20 @@ def validate(
                     value=data_type,
                 )
             )
-    if violations:
-        return violations
-    staged.added_columns = extras
+    if not violations:
+        staged.added_columns = extras
+    return violations
+
+
+def check_rows(
+    con: duckdb.DuckDBPyConnection, table: SourceTable, staged: StagedFile
+) -> list[Violation]:
+    """Set-based checks of the file's rows (values cast, keys, NUL bytes) where they are."""
+    landing = table.landing
+    by_lower = {name.lower(): name for name in staged.columns}
+    declared = _declared(table)
+    violations: list[Violation] = []
+    rows, scope, first = staged.relation, staged.scope, staged.first_row_id
 
     checks: list[tuple[str, str, str, str]] = []  # (rule, column, failing condition, message)
     for column in declared:
@@ -786,7 +858,9 @@ def validate(
     # a second query for their first row and value.
     aggregates = [f"count_if({condition})" for _, _, condition, _ in checks]
     aggregates.append(f"count({key}) - count(distinct {key})" if key else "0")
-    *counts, repeated = con.execute(f"select {', '.join(aggregates)} from {INCOMING}").fetchone()
+    *counts, repeated = con.execute(
+        f"select {', '.join(aggregates)} from {rows} where {scope}"
+    ).fetchone()
     failing = [index for index, count in enumerate(counts) if count]
     if failing:
         details = []
@@ -797,12 +871,14 @@ def validate(
                 f"min(rowid) filter (where {condition}), "
                 f"arg_min({value}, rowid) filter (where {condition})"
             )
-        found_rows = con.execute(f"select {', '.join(details)} from {INCOMING}").fetchone()
+        found_rows = con.execute(
+            f"select {', '.join(details)} from {rows} where {scope}"
+        ).fetchone()
         for position, index in enumerate(failing):
             rule, column_name, _, message = checks[index]
             count = counts[index]
             row_id, value = found_rows[2 * position : 2 * position + 2]
-            row, line = _position(landing.format, row_id, landing.options.header)
+            row, line = _position(landing.format, row_id, landing.options.header, first)
             violations.append(
                 Violation(
                     rule,
@@ -823,8 +899,8 @@ def validate(
         f"""
         with duplicated as (
             select {key} as k, count(*) as n, min(rowid) as first_row, max(rowid) as last_row
-            from {INCOMING}
-            where {key} is not null
+            from {rows}
+            where {scope} and {key} is not null
             group by 1
             having count(*) > 1
         )
@@ -835,8 +911,8 @@ def validate(
     ).fetchone()
     keys, rows, value, first_id, second_id = duplicates
     if keys:
-        row, line = _position(landing.format, first_id, landing.options.header)
-        again, again_line = _position(landing.format, second_id, landing.options.header)
+        row, line = _position(landing.format, first_id, landing.options.header, first)
+        again, again_line = _position(landing.format, second_id, landing.options.header, first)
         where = f"line {line} and {again_line}" if line else f"row {row} and {again}"
         violations.append(
             Violation(

@@ -156,16 +156,22 @@ def column_tests(manifest: Manifest, model_uid: str) -> dict[str, set[str]]:
     return tests
 
 
+# Generic tests that test a key as a whole, and the argument naming its columns:
+# tests/dbt/generic/test_primary_key.sql and test_staging_rules.sql (derived staging tests).
+KEY_TESTS = {"primary_key": "columns", "staging_rules": "primary_key"}
+
+
 def key_tests(manifest: Manifest, model_uid: str) -> list[frozenset[str]]:
-    """The column sets tested by `primary_key` tests (tests/dbt/generic/test_primary_key.sql)."""
+    """The column sets tested by `primary_key` (or `staging_rules`) tests of a model."""
     found = []
     for node in manifest["nodes"].values():
         metadata = node.get("test_metadata") or {}
-        if node["resource_type"] != "test" or metadata.get("name") != "primary_key":
+        if node["resource_type"] != "test" or metadata.get("name") not in KEY_TESTS:
             continue
         if node.get("attached_node") != model_uid:
             continue
-        columns = (metadata.get("kwargs") or {}).get("columns") or node.get("column_name")
+        argument = KEY_TESTS[metadata["name"]]
+        columns = (metadata.get("kwargs") or {}).get(argument) or node.get("column_name")
         if columns:
             found.append(frozenset(c.strip('"`').lower() for c in _key_columns(columns)))
     return found

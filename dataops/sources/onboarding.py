@@ -226,7 +226,7 @@ class Draft:
 
     def yaml(self) -> str:
         out = io.StringIO()
-        _round_trip().dump(self.document(), out)  # the layout of the hand-written files
+        round_trip_yaml().dump(self.document(), out)  # the layout of the hand-written files
         return HEADER.format(sample=self.sample.name) + out.getvalue().removeprefix("version: 2\n")
 
 
@@ -708,7 +708,7 @@ def add_source(draft: Draft, project_dir: Path = PROJECT_DIR) -> list[Path]:
     return [path, *staging_sync.sync(project_dir)]
 
 
-def _round_trip() -> YAML:
+def round_trip_yaml() -> YAML:
     yaml_rt = YAML()  # round-trip: comments, order and quoting of the reviewed file are kept
     yaml_rt.width = 100
     yaml_rt.indent(mapping=2, sequence=4, offset=2)
@@ -718,7 +718,7 @@ def _round_trip() -> YAML:
 
 def _with_table(path: Path, text: str, draft: Draft) -> str:
     """The declaration file's text with the draft's table appended to its source."""
-    yaml_rt = _round_trip()
+    yaml_rt = round_trip_yaml()
     document = yaml_rt.load(text) or {}
     source = next(
         (s for s in document.get("sources") or [] if s.get("name") == draft.source), None

@@ -2,7 +2,7 @@
 
 For each declared table this writes the one-line staging model (a call of the ``stage_source``
 macro) and, per source, ``_<source>__models.yml`` with the staging models' columns, descriptions
-and tests (the primary_key test of the key columns, declared column tests). The declaration
+and tests (one staging_rules test of the declared rules, relationships). The declaration
 stays the single source of truth: ``check`` fails when a derived file differs from what the
 declaration gives.
 """
@@ -28,23 +28,12 @@ def staging_sql(table: SourceTable) -> str:
 
 
 def _column_tests(table: SourceTable, column_name: str) -> list:
-    tests: list = []
+    """Column tests other than the staging_rules test: relationships (they read another model)."""
     column = next((c for c in table.columns if c.staged_name == column_name), None)
-    if column is None:
-        return tests
-    # Key columns are tested as a whole by the model's primary_key test (no nulls, no repeats).
-    if column.meta.not_null and column_name not in table.primary_key:
-        tests.append("not_null")
-    if column.meta.accepted_values:
-        tests.append(
-            {"accepted_values": {"arguments": {"values": list(column.meta.accepted_values)}}}
-        )
-    if column.meta.relationship:
-        rel = column.meta.relationship
-        tests.append(
-            {"relationships": {"arguments": {"to": f"ref('{rel.to}')", "field": rel.field}}}
-        )
-    return tests
+    if column is None or not column.meta.relationship:
+        return []
+    rel = column.meta.relationship
+    return [{"relationships": {"arguments": {"to": f"ref('{rel.to}')", "field": rel.field}}}]
 
 
 def _cast_failures_column(table: SourceTable) -> dict:
@@ -55,23 +44,34 @@ def _cast_failures_column(table: SourceTable) -> dict:
         "data_type": "integer",
         "description": (
             f"Number of values in this row that did not convert to their declared type ({names}); "
-            "those values are null in the staged row; a warn-level test reports such rows."
+            "those values are null in the staged row; the staging_rules test warns about such rows."
         ),
     }
 
 
-def primary_key_test(table: SourceTable) -> dict:
-    """The key test (tests/dbt/generic/test_primary_key.sql): no null, no repeated combination."""
-    return {"primary_key": {"arguments": {"columns": list(table.primary_key)}}}
-
-
-# Rows with values that failed a safe cast: the build warns with their count, it does not fail.
-CAST_FAILURES_TEST = {
-    "expression_is_true": {
-        "arguments": {"expression": f"{CAST_FAILURES_COLUMN} = 0"},
-        "config": {"severity": "warn"},
+def staging_rules_test(table: SourceTable) -> dict:
+    """The declared rules of the staging model in one test (tests/dbt/generic/
+    test_staging_rules.sql): the key present and unique, not_null columns, accepted values, and
+    rows with values that failed a safe cast (those warn). One test node instead of one per rule
+    keeps a cold `dbt parse` cheap per declared table (docs/benchmarks.md, "Parametrisation")."""
+    arguments: dict = {"primary_key": list(table.primary_key)}
+    # Key columns are tested as a whole by the primary_key rule (no nulls, no repeats).
+    not_null = [
+        c.staged_name
+        for c in table.columns
+        if c.meta.not_null and c.staged_name not in table.primary_key
+    ]
+    if not_null:
+        arguments["not_null"] = not_null
+    accepted = {
+        c.staged_name: list(c.meta.accepted_values) for c in table.columns if c.meta.accepted_values
     }
-}
+    if accepted:
+        arguments["accepted_values"] = accepted
+    if table.has_safe_casts:
+        arguments["cast_failures"] = True
+    name = f"staging_rules_{table.staging_model}"
+    return {"staging_rules": {"name": name, "arguments": arguments}}
 
 
 def models_yaml(source: str, tables: list[SourceTable]) -> str:
@@ -102,9 +102,7 @@ def models_yaml(source: str, tables: list[SourceTable]) -> str:
             f"Staged from source {table.key} (latest record per key)."
         )
         model = {"name": table.staging_model, "description": description}
-        model["data_tests"] = [primary_key_test(table)]
-        if table.has_safe_casts:
-            model["data_tests"].append(CAST_FAILURES_TEST)
+        model["data_tests"] = [staging_rules_test(table)]
         model["columns"] = columns
         models.append(model)
     body = yaml.safe_dump(

@@ -2,18 +2,24 @@
     One set-based insert into platform.metric_history measuring the given monitored tables (from
     dataops_monitored_tables). A source table is measured on the rows that arrived since its last
     measurement (its loaded_at_field above the stored watermark): rows_added, column metrics and,
-    with `schema`, the declared columns' presence; plus its total row_count and freshness lag
+    with `schema`, the declared columns' presence and the undeclared columns the delivered rows
+    carry; plus its total row_count and freshness lag
     against the measurement time. A model is measured whole (row_count and column metrics).
+    The stored watermarks are read before the insert is rendered and compared as timestamp literals
+    (`_loaded_at > '...'`), so the scans skip every row group loaded before them (zone maps)
+    instead of reading each raw table whole: the same rows as `epoch_us(_loaded_at) > watermark`.
 -#}
 {% macro dataops_collect_metrics(specs) -%}
     {%- if not execute or specs | length == 0 -%}{{ return('') }}{%- endif -%}
     {#- specs whose relation does not exist yet (nothing loaded) are skipped. -#}
-    {%- set actual = dataops_actual_columns(specs) -%}
+    {%- set actual_types = {} -%}
+    {%- set actual = dataops_actual_columns(specs, actual_types) -%}
     {%- set existing = [] -%}
     {%- for spec in specs if actual.get(spec.relation | lower) -%}
         {%- do existing.append(spec) -%}
     {%- endfor -%}
     {%- if existing | length == 0 -%}{{ return('') }}{%- endif -%}
+    {%- set watermarks = dataops_source_watermarks(existing) -%}
     {%- set float = dataops_type_double() -%}
     {%- set ctes = [] -%}
     {%- set selects = [] -%}
@@ -25,7 +31,17 @@
         {%- set present = actual.get(spec.relation | lower) -%}
         {%- set measured_present = actual.get((spec.measured_relation or '') | lower, []) -%}
         {%- set loaded_at = adapter.quote(spec.loaded_at_field) if spec.loaded_at_field else none -%}
-        {%- if spec.kind == 'source' and loaded_at -%}
+        {%- set watermark = watermarks.get(spec.node_id) -%}
+        {%- set loaded_at_type = actual_types.get(spec.relation | lower, {}).get(spec.loaded_at_field | lower)
+            if loaded_at else none -%}
+        {%- if spec.kind == 'source' and loaded_at and watermark is number
+              and (loaded_at_type or '') | lower == 'timestamp' -%}
+            {#- epoch_us(x) > w exactly when x > the timestamp w microseconds after 1970 (a naive
+                timestamp is its own UTC instant; w is a whole number of microseconds). -#}
+            {%- set since = loaded_at ~ " > cast('" ~ (modules.datetime.datetime(1970, 1, 1)
+                + modules.datetime.timedelta(microseconds=watermark | int)).strftime('%Y-%m-%d %H:%M:%S.%f')
+                ~ "' as timestamp)" -%}
+        {%- elif spec.kind == 'source' and loaded_at -%}
             {%- set since = dataops_epoch_us(loaded_at) ~ " > coalesce((select max(metric_value) from "
                 ~ "platform.metric_history where node_id = " ~ dataops_literal(spec.node_id)
                 ~ " and metric_name = 'loaded_at_max'), -1)" -%}
@@ -53,6 +69,10 @@
             {%- for column in spec.declared if column.name | lower in present -%}
                 {%- do aggregates.append("count(" ~ adapter.quote(column.name) ~ ") as n" ~ loop.index) -%}
                 {%- do metrics.append((column.name, 'non_null_count', 'n' ~ loop.index)) -%}
+            {%- endfor -%}
+            {%- set declared_lower = spec.declared | map(attribute='name') | map('lower') | list -%}
+            {%- for name in present if name not in declared_lower and not name.startswith('_') -%}
+                {%- do aggregates.append("count(" ~ adapter.quote(name) ~ ") as u" ~ loop.index) -%}
             {%- endfor -%}
         {%- endif -%}
         {%- do ctes.append("raw_" ~ i ~ " as (select " ~ aggregates | join(", ") ~ " from "
@@ -83,9 +103,12 @@
                 {%- do selects.append("select " ~ ident ~ ", " ~ dataops_literal(column.name)
                     ~ ", 'column_missing', 1.0, batch_id, file_hash from raw_" ~ i) -%}
             {%- endfor -%}
+            {#- An undeclared column counts only on the deliveries that carry it (a value in a
+                delivered row): once added to the raw table by additive drift it stays there. -#}
             {%- for name in present if name not in declared_names and not name.startswith('_') -%}
                 {%- do selects.append("select " ~ ident ~ ", " ~ dataops_literal(name)
-                    ~ ", 'column_undeclared', 1.0, batch_id, file_hash from raw_" ~ i) -%}
+                    ~ ", 'column_undeclared', cast(u" ~ loop.index ~ " as " ~ float
+                    ~ "), batch_id, file_hash from raw_" ~ i ~ " where u" ~ loop.index ~ " > 0") -%}
             {%- endfor -%}
         {%- endif -%}
         {#- Column metrics, on the staging model (staged names and types) or the model itself. -#}
@@ -147,8 +170,9 @@ select {{ dataops_as_of() }}, '{{ invocation_id }}', * from measured;
 {%- endmacro %}
 
 
-{#- Lower-cased column names of each relation, read once from information_schema. -#}
-{% macro dataops_actual_columns(specs) -%}
+{#- Lower-cased column names of each relation, read once from information_schema; `types`, when
+    given, is filled with {relation: {column: lower-cased data type}}. -#}
+{% macro dataops_actual_columns(specs, types=none) -%}
     {%- set wanted = [] -%}
     {%- for spec in specs -%}
         {%- for relation in [spec.relation, spec.measured_relation] if relation -%}
@@ -158,7 +182,8 @@ select {{ dataops_as_of() }}, '{{ invocation_id }}', * from measured;
         {%- endfor -%}
     {%- endfor -%}
     {%- set query -%}
-        select lower(table_catalog), lower(table_schema), lower(table_name), lower(column_name)
+        select lower(table_catalog), lower(table_schema), lower(table_name), lower(column_name),
+            lower(data_type)
         from information_schema.columns
         where (lower(table_schema), lower(table_name)) in ({{ wanted | join(', ') }})
         order by ordinal_position
@@ -167,6 +192,36 @@ select {{ dataops_as_of() }}, '{{ invocation_id }}', * from measured;
     {%- for row in run_query(query).rows -%}
         {%- set key = ('"' ~ row[0] ~ '"."' ~ row[1] ~ '"."' ~ row[2] ~ '"') -%}
         {%- do found.setdefault(key, []).append(row[3]) -%}
+        {%- if types is not none -%}
+            {%- do types.setdefault(key, {}).update({row[3]: row[4]}) -%}
+        {%- endif -%}
+    {%- endfor -%}
+    {{ return(found) }}
+{%- endmacro %}
+
+
+{#- The stored watermark (`loaded_at_max`, microseconds since 1970) of each source spec with a
+    loaded_at_field, {node_id: value}; empty before platform.metric_history exists. -#}
+{% macro dataops_source_watermarks(specs) -%}
+    {%- set node_ids = [] -%}
+    {%- for spec in specs if spec.kind == 'source' and spec.loaded_at_field -%}
+        {%- do node_ids.append(dataops_literal(spec.node_id)) -%}
+    {%- endfor -%}
+    {%- set found = {} -%}
+    {%- if node_ids | length == 0 -%}{{ return(found) }}{%- endif -%}
+    {%- set exists_query -%}
+        select count(*) from information_schema.tables
+        where table_catalog = current_database() and table_schema = 'platform'
+            and table_name = 'metric_history'
+    {%- endset -%}
+    {%- if run_query(exists_query).rows[0][0] == 0 -%}{{ return(found) }}{%- endif -%}
+    {%- set query -%}
+        select node_id, max(metric_value) from platform.metric_history
+        where metric_name = 'loaded_at_max' and node_id in ({{ node_ids | join(', ') }})
+        group by 1
+    {%- endset -%}
+    {%- for row in run_query(query).rows if row[1] is not none -%}
+        {%- do found.update({row[0]: row[1]}) -%}
     {%- endfor -%}
     {{ return(found) }}
 {%- endmacro %}

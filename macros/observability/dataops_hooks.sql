@@ -1,11 +1,14 @@
 {#-
     on-run-start: create the platform tables, apply retention, record `dbt.invocation_started`
-    and measure the monitored source tables (before any test reads the metric history).
+    and measure the monitored source tables (before any test reads the metric history): those
+    in the target's own catalog. A PR build reads prod's raw tables (another catalog, through
+    var dataops_raw_database): prod's own builds measure them, a PR build never scans them.
 -#}
 {% macro dataops_on_run_start() -%}
     {%- if not execute or not dataops_observability_enabled() -%}{{ return('') }}{%- endif -%}
     {%- set sources = [] -%}
-    {%- for spec in dataops_monitored_tables() if spec.kind == 'source' -%}
+    {%- for spec in dataops_monitored_tables()
+          if spec.kind == 'source' and (spec.database or target.database) == target.database -%}
         {%- do sources.append(spec) -%}
     {%- endfor -%}
 {{ dataops_platform_tables() }}
@@ -27,8 +30,9 @@ insert into platform.events (
 
 {#-
     on-run-end: one insert of every node result (model, seed, snapshot, test, unit test) and
-    `dbt.invocation_ended`; one `anomaly.detected` event per row an anomaly test stored; then
-    measure the monitored models, which this invocation may have rebuilt.
+    `dbt.invocation_ended`; one `anomaly.detected` event per row an anomaly test stored. (The
+    monitored models are measured by their post-hook, dataops_after_model_build, as they are
+    built.)
 -#}
 {% macro dataops_on_run_end(results) -%}
     {%- if not execute or not dataops_observability_enabled() -%}{{ return('') }}{%- endif -%}
@@ -97,21 +101,45 @@ select
         'expected': expected_value, 'tolerance': tolerance, 'measured_at': measured_at})::varchar
 from {{ node.relation_name }};
 {% endfor -%}
-{%- set models = [] -%}
-{%- for spec in dataops_monitored_tables() if spec.kind == 'model' -%}
-    {%- do models.append(spec) -%}
-{%- endfor -%}
-{{ dataops_collect_metrics(models) }}
 {%- endmacro %}
 
 
 {% macro dataops_anomaly_test_names() -%}
     {{ return(['volume_anomaly', 'freshness_anomaly', 'null_rate_anomaly',
-               'distribution_anomaly', 'schema_change']) }}
+               'distribution_anomaly', 'schema_change', 'schema_drift', 'model_metrics_anomaly',
+               'model_freshness']) }}
 {%- endmacro %}
 
 
 {#- Env DATAOPS_OBSERVABILITY=off turns the hooks off (bench/bench_observability.py compares). -#}
 {% macro dataops_observability_enabled() -%}
     {{ return(env_var('DATAOPS_OBSERVABILITY', 'on') | lower not in ('off', 'false', '0')) }}
+{%- endmacro %}
+
+
+{#-
+    post-hook of every model: records `dbt.model_built` (at the measurement clock) for
+    model_freshness, which must see a model rebuilt in this invocation as fresh although its node
+    result is written only at the end; and a model with a `monitors` block is measured into
+    platform.metric_history right after it is built, so its model_metrics_anomaly test (attached
+    to the model, run after it) judges this build, not the previous one. A model that is not
+    rebuilt is not measured: a skipped mart shows as a missing measurement, and its staleness is
+    model_freshness's to report.
+-#}
+{% macro dataops_after_model_build() -%}
+    {%- if not execute or not dataops_observability_enabled() -%}{{ return('') }}{%- endif -%}
+    {%- set node = graph.nodes.get(model.unique_id) -%}
+    {%- set monitors = (node.config.meta or {}).get('monitors') if node else none -%}
+insert into platform.events (
+    event_id, event_type, occurred_at, status, table_name, dbt_invocation_id, node_id,
+    dagster_run_id, message
+) values (
+    {{ dataops_literal(invocation_id ~ ':' ~ model.unique_id ~ ':built') }}, 'dbt.model_built',
+    {{ dataops_as_of() }}, 'success', {{ dataops_literal(model.name) }}, '{{ invocation_id }}',
+    {{ dataops_literal(model.unique_id) }}, {{ dataops_literal(env_var('DAGSTER_RUN_ID', '') or none) }},
+    {{ dataops_literal('built ' ~ this) }}
+);
+{% if monitors -%}
+{{ dataops_collect_metrics([dataops_monitor_spec(node, 'model', monitors)]) }}
+{%- endif %}
 {%- endmacro %}

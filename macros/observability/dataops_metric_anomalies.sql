@@ -1,12 +1,26 @@
 {#-
-    Rows of the metric history whose latest measurement is anomalous, judged robustly against a
-    trailing training window that excludes the detection period:
+    Rows of the metric history whose latest measurement is anomalous, judged against a trailing
+    training window that excludes the detection period; the tolerance comes from the history's
+    own spread, not from a fixed share of the value:
       detection period = each monitored table's latest measurement (this invocation, for sources);
       training         = earlier measurements of the same table/column/metric within
-                         `training_days` before it (same weekday only, with
-                         seasonality='day_of_week');
-      anomalous when   |value - median| > max(sensitivity * 1.4826 * MAD,
-                                              min_absolute_change, min_relative_change * |median|)
+                         `training_days` before it;
+      season           = the weekday, when the history shows a weekly pattern
+                         (seasonality='auto': at least 3 earlier measurements on the detection's
+                         weekday and the spread around the weekday medians under half the spread
+                         around the overall median; 'day_of_week' forces it, 'none' never);
+      trend            = the Theil-Sen slope (median of the pairwise slopes within a season) when
+                         `trend`, so a growing series is not judged against its past level;
+      expected         = median of the season's training values carried along the trend to the
+                         detection time;
+      spread (sigma)   = 1.4826 * the median out-of-sample deviation: each training value against
+                         the median of the other values of its season (what the detection does
+                         with a new value; a weekday median of 3-4 values fits its own values too
+                         closely to measure their spread), and without a season at least
+                         (p90 - p10) / 2.563 (a two-level series, e.g. weekdays and weekends seen
+                         too briefly to tell, has a MAD of 0);
+      anomalous when   |value - expected| > max(sensitivity * sigma, min_absolute_change,
+                                                min_relative_change * |expected|)
                        and the training holds at least `min_history` measurements.
     `direction`: both, up or down. `metric_filter` restricts which values count (e.g. > 0).
     Output columns (stored as failures and turned into `anomaly.detected` events): node_id,
@@ -15,27 +29,31 @@
 -#}
 {% macro dataops_metric_anomalies(
         history, metric_names, sensitivity, training_days, min_history, min_absolute_change,
-        min_relative_change, seasonality='none', direction='both', metric_filter=none,
-        table_kind=none) -%}
+        min_relative_change, seasonality='auto', direction='both', metric_filter=none,
+        table_kind=none, trend=true) -%}
     {%- set where = "Anomaly test on " ~ history ~ ": " -%}
     {%- for name, value in [('sensitivity', sensitivity), ('training_days', training_days),
             ('min_history', min_history), ('min_absolute_change', min_absolute_change),
             ('min_relative_change', min_relative_change)] -%}
-        {%- if value is not number or value < 0 -%}
+        {%- if value is not number or value is sameas true or value is sameas false or value < 0 -%}
             {{ exceptions.raise_compiler_error(where ~ name ~ " is '" ~ value
                 ~ "': expected a number of at least 0.") }}
         {%- endif -%}
     {%- endfor -%}
-    {%- if seasonality not in ('none', 'day_of_week') -%}
+    {%- if seasonality not in ('auto', 'none', 'day_of_week') -%}
         {{ exceptions.raise_compiler_error(where ~ "seasonality is '" ~ seasonality
-            ~ "': expected none or day_of_week.") }}
+            ~ "': expected auto, none or day_of_week.") }}
     {%- endif -%}
     {%- if direction not in ('both', 'up', 'down') -%}
         {{ exceptions.raise_compiler_error(where ~ "direction is '" ~ direction
             ~ "': expected both, up or down.") }}
     {%- endif -%}
+    {%- if trend is not sameas true and trend is not sameas false -%}
+        {{ exceptions.raise_compiler_error(where ~ "trend is '" ~ trend ~ "': expected true or false.") }}
+    {%- endif -%}
     {%- set quoted_names = [] -%}
     {%- for name in metric_names -%}{%- do quoted_names.append(dataops_literal(name)) -%}{%- endfor -%}
+    {%- set series_key = "node_id || '|' || coalesce(column_name, '') || '|' || metric_name" -%}
 with
 
 latest_runs as (
@@ -45,7 +63,9 @@ latest_runs as (
 ),
 
 series as (
-    select *
+    select
+        *,
+        {{ series_key }} as series_key
     from {{ history }}
     where metric_name in ({{ quoted_names | join(', ') }})
         and metric_value is not null
@@ -63,67 +83,187 @@ detection as (
 
 training as (
     select
-        detection.node_id,
-        detection.column_name,
-        detection.metric_name,
-        series.metric_value
+        detection.series_key,
+        series.metric_value,
+        ({{ dataops_epoch_us('detection.measured_at') }} - {{ dataops_epoch_us('series.measured_at') }})
+        / 86400000000.0 as age_days,
+        extract(isodow from series.measured_at) as weekday,
+        extract(isodow from series.measured_at)
+        = extract(isodow from detection.measured_at) as is_same_weekday
     from detection
     inner join series
-        on series.node_id = detection.node_id
-        and coalesce(series.column_name, '') = coalesce(detection.column_name, '')
-        and series.metric_name = detection.metric_name
+        on detection.series_key = series.series_key
         and series.measured_at < detection.measured_at
         and series.measured_at >= detection.measured_at - interval '{{ training_days }} days'
-        {%- if seasonality == 'day_of_week' %}
-        and extract(dow from series.measured_at) = extract(dow from detection.measured_at)
-        {%- endif %}
 ),
 
-medians as (
+weekday_medians as (
     select
-        node_id,
-        column_name,
-        metric_name,
-        median(metric_value) as expected_value,
-        count(*) as training_count
+        series_key,
+        weekday,
+        median(metric_value) as weekday_median,
+        count(*) as weekday_count
     from training
-    group by 1, 2, 3
+    group by 1, 2
 ),
 
-deviations as (
+overall_medians as (
     select
-        training.node_id,
-        training.column_name,
-        training.metric_name,
-        median(abs(training.metric_value - medians.expected_value)) as mad
+        series_key,
+        median(metric_value) as overall_median,
+        count(*) as training_count,
+        count(case when is_same_weekday then 1 end) as same_weekday_count
     from training
-    inner join medians
-        on training.node_id = medians.node_id
-        and coalesce(training.column_name, '') = coalesce(medians.column_name, '')
-        and training.metric_name = medians.metric_name
-    group by 1, 2, 3
+    group by 1
+),
+
+weekly_pattern as (
+    select
+        training.series_key,
+        greatest(
+            1.4826 * median(abs(training.metric_value - overall_medians.overall_median)),
+            (quantile_cont(training.metric_value, 0.9)
+                - quantile_cont(training.metric_value, 0.1)) / 2.563
+        ) as overall_spread,
+        1.4826 * median(
+            case when weekday_medians.weekday_count >= 2
+                then abs(training.metric_value - weekday_medians.weekday_median)
+                * sqrt(weekday_medians.weekday_count / (weekday_medians.weekday_count - 1.0))
+            end
+        ) as weekday_spread
+    from training
+    inner join overall_medians on training.series_key = overall_medians.series_key
+    inner join weekday_medians
+        on training.series_key = weekday_medians.series_key
+        and training.weekday = weekday_medians.weekday
+    group by 1
+),
+
+models as (
+    select
+        overall_medians.series_key,
+        overall_medians.training_count,
+        {% if seasonality == 'none' -%}
+        false
+        {%- elif seasonality == 'day_of_week' -%}
+        overall_medians.same_weekday_count >= 3
+        {%- else -%}
+        overall_medians.same_weekday_count >= 3
+        and weekly_pattern.weekday_spread < 0.5 * weekly_pattern.overall_spread
+        {%- endif %} as is_seasonal
+    from overall_medians
+    inner join weekly_pattern on overall_medians.series_key = weekly_pattern.series_key
+),
+
+seasoned as (
+    select
+        training.*,
+        models.is_seasonal,
+        case when models.is_seasonal then training.weekday else 0 end as season
+    from training
+    inner join models on training.series_key = models.series_key
+    {%- if seasonality == 'day_of_week' %}
+    where models.is_seasonal
+    {%- endif %}
+),
+
+slopes as (
+    select
+        earlier.series_key,
+        median(
+            (later.metric_value - earlier.metric_value) / (earlier.age_days - later.age_days)
+        ) as slope
+    from seasoned as earlier
+    inner join seasoned as later
+        on earlier.series_key = later.series_key
+        and earlier.season = later.season
+        and earlier.age_days - later.age_days >= 0.5
+    group by 1
+    having count(*) >= 3
+),
+
+carried as (
+    select
+        seasoned.*,
+        {% if trend -%}
+        coalesce(slopes.slope, 0)
+        {%- else -%}
+        0
+        {%- endif %} as slope,
+        seasoned.metric_value
+        {% if trend %}+ coalesce(slopes.slope, 0) * seasoned.age_days{% endif %} as carried_value
+    from seasoned
+    left join slopes on seasoned.series_key = slopes.series_key
+),
+
+season_levels as (
+    select
+        series_key,
+        season,
+        median(carried_value) as level,
+        count(*) as season_count
+    from carried
+    group by 1, 2
+),
+
+out_of_sample as (
+    select
+        carried.series_key,
+        carried.age_days,
+        abs(carried.carried_value - median(others.carried_value)) as deviation
+    from carried
+    inner join carried as others
+        on carried.series_key = others.series_key
+        and carried.season = others.season
+        and carried.age_days <> others.age_days
+    group by carried.series_key, carried.age_days, carried.carried_value
+),
+
+spreads as (
+    select
+        carried.series_key,
+        max(carried.slope) as slope,
+        bool_or(carried.is_seasonal) as is_seasonal,
+        1.4826 * median(out_of_sample.deviation) as mad_spread,
+        (quantile_cont(carried.carried_value, 0.9)
+            - quantile_cont(carried.carried_value, 0.1)) / 2.563 as quantile_spread
+    from carried
+    left join out_of_sample
+        on carried.series_key = out_of_sample.series_key
+        and carried.age_days = out_of_sample.age_days
+    group by 1
 ),
 
 scored as (
     select
         detection.*,
-        medians.expected_value,
-        medians.training_count,
-        greatest(
-            {{ sensitivity }} * 1.4826 * deviations.mad,
-            {{ min_absolute_change }},
-            {{ min_relative_change }} * abs(medians.expected_value)
-        ) as tolerance
+        season_levels.level as expected_value,
+        season_levels.season_count,
+        models.training_count,
+        spreads.is_seasonal,
+        spreads.slope,
+        case when spreads.is_seasonal then spreads.mad_spread
+            else greatest(spreads.mad_spread, spreads.quantile_spread)
+        end as spread
     from detection
-    inner join medians
-        on detection.node_id = medians.node_id
-        and coalesce(detection.column_name, '') = coalesce(medians.column_name, '')
-        and detection.metric_name = medians.metric_name
-    inner join deviations
-        on detection.node_id = deviations.node_id
-        and coalesce(detection.column_name, '') = coalesce(deviations.column_name, '')
-        and detection.metric_name = deviations.metric_name
-    where medians.training_count >= {{ min_history }}
+    inner join models on detection.series_key = models.series_key
+    inner join spreads on detection.series_key = spreads.series_key
+    inner join season_levels
+        on detection.series_key = season_levels.series_key
+        and season_levels.season = case when spreads.is_seasonal
+            then extract(isodow from detection.measured_at) else 0 end
+    where models.training_count >= {{ min_history }}
+),
+
+tolerated as (
+    select
+        *,
+        greatest(
+            {{ sensitivity }} * spread,
+            {{ min_absolute_change }},
+            {{ min_relative_change }} * abs(expected_value)
+        ) as tolerance
+    from scored
 ),
 
 final as (
@@ -144,8 +284,17 @@ final as (
         || cast(round(metric_value, 4) as varchar) || ', expected '
         || cast(round(expected_value, 4) as varchar) || ' +/- '
         || cast(round(tolerance, 4) as varchar)
-        || ' (median of ' || cast(training_count as varchar) || ' earlier measurements)' as reason
-    from scored
+        || ' (' || case when is_seasonal
+            then 'median of ' || cast(season_count as varchar) || ' earlier same-weekday'
+            else 'median of ' || cast(training_count as varchar) || ' earlier'
+        end || ' measurements'
+        || case when slope <> 0 and expected_value <> 0
+            then ', trend ' || cast(round(100 * slope / abs(expected_value), 2) as varchar)
+            || ' %/day'
+            else ''
+        end
+        || ', spread ' || cast(round(spread, 4) as varchar) || ')' as reason
+    from tolerated
     where
         {% if direction == 'up' -%} metric_value - expected_value > tolerance
         {%- elif direction == 'down' -%} expected_value - metric_value > tolerance

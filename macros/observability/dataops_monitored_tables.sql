@@ -11,8 +11,10 @@
     are measured on its staging model. Every monitored source is also checked for schema changes
     against its declared columns.
     Returns a list of dicts: node_id, kind (source|model), source_name, table_name, relation,
+    database (the relation's catalog),
     measured_relation (the staging model, or the model), loaded_at_field, volume, freshness,
-    schema, sla_warn_hours, sla_error_hours, declared ([{name, data_type, expression}]) and
+    schema, schema_drift (the declared policy: additive or strict), sla_warn_hours,
+    sla_error_hours, declared ([{name, data_type, expression}]) and
     columns ({staged name: [metrics]}).
 -#}
 {% macro dataops_monitored_tables() -%}
@@ -114,6 +116,11 @@
     {%- endif -%}
     {%- set staging = graph.nodes.get('model.' ~ project_name ~ '.stg_' ~ node.source_name ~ '__' ~ node.name)
         if kind == 'source' else node -%}
+    {#- The declared drift policy (a table's landing overrides its source's), as ingestion reads it. -#}
+    {%- set landing = dict((node.source_meta or {}).get('landing') or {}) if kind == 'source' else {} -%}
+    {%- if kind == 'source' -%}
+        {%- do landing.update((node.meta or {}).get('landing') or {}) -%}
+    {%- endif -%}
     {{ return({
         'node_id': node.unique_id,
         'measured_relation': (dataops_published_relation(staging.relation_name)
@@ -122,10 +129,12 @@
         'source_name': node.source_name if kind == 'source' else none,
         'table_name': node.name,
         'relation': node.relation_name,
+        'database': node.database,
         'loaded_at_field': loaded_at_field,
         'volume': monitors.get('volume', false),
         'freshness': monitors.get('freshness', false) and kind == 'source',
         'schema': kind == 'source',
+        'schema_drift': landing.get('schema_drift', 'additive'),
         'sla_warn_hours': sla.get('warn_after'),
         'sla_error_hours': sla.get('error_after'),
         'declared': declared,

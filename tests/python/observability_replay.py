@@ -43,6 +43,7 @@ class Replay:
     start: date
     withheld: dict[str, list[Path]] = field(default_factory=dict)
     quarantined: list[str] = field(default_factory=list)  # by the last day's ingestion
+    quarantined_on: dict[int, list[str]] = field(default_factory=dict)  # day -> file names
 
     @property
     def landing(self) -> Path:
@@ -92,6 +93,7 @@ class Replay:
             injection(self.landing)
         summary = ingest(self.warehouse, self.landing, load_registry())
         self.quarantined = [q.path.name for q in summary.quarantined]
+        self.quarantined_on[index] = self.quarantined
         rejected = [e for e in summary.errors if "quarantined" not in e]
         assert not rejected, rejected
         loaded_at = datetime.combine(day, time(23, 0))
@@ -112,10 +114,13 @@ class Replay:
             built = self.dbt("run", "--select", *monitored, as_of=loaded_at + timedelta(minutes=15))
             assert built.success, built.log
         as_of = loaded_at + timedelta(minutes=30)
-        return self.dbt("test", "--select", "source:platform", as_of=as_of)
+        # Only the staging models are built (on day 0): model freshness is not what this replays.
+        return self.dbt("test", "--select", "source:platform", "--exclude",
+                        "test_name:model_freshness", as_of=as_of)
 
-    def anomalies(self, index: int) -> list[tuple[str, str, str | None, str]]:
-        """(monitor, table, column, metric) of the anomaly events measured on that day."""
+    def anomalies(self, index: int, with_message: bool = False) -> list[tuple]:
+        """(monitor, table, column, metric[, message]) of the anomaly events measured on that
+        day."""
         as_of = datetime.combine(self.start + timedelta(days=index), time(23, 30))
         with duckdb.connect(str(self.warehouse), read_only=True) as con:
             rows = con.execute(
@@ -124,7 +129,8 @@ class Replay:
                     details::json ->> 'monitor',
                     coalesce(source_name || '.', '') || table_name,
                     details::json ->> 'column_name',
-                    details::json ->> 'metric_name'
+                    details::json ->> 'metric_name',
+                    message
                 from platform.events
                 where event_type = 'anomaly.detected'
                     and cast(details::json ->> 'measured_at' as timestamp) = ?
@@ -132,7 +138,7 @@ class Replay:
                 """,
                 [as_of],
             ).fetchall()
-        return [tuple(row) for row in rows]
+        return [tuple(row) if with_message else tuple(row[:4]) for row in rows]
 
 
 def edit_csv(path: Path, select: str) -> None:
@@ -149,3 +155,10 @@ def edit_jsonl(path: Path, select: str) -> None:
             f"create table file as select * from read_json('{path}', format = 'newline_delimited')"
         )
         con.execute(f"copy ({select}) to '{path}' (format json)")
+
+
+def edit_parquet(path: Path, select: str) -> None:
+    """Rewrite a landed Parquet file through a DuckDB select over `file`."""
+    with duckdb.connect() as con:
+        con.execute(f"create table file as select * from read_parquet('{path}')")
+        con.execute(f"copy ({select}) to '{path}' (format parquet)")

@@ -219,3 +219,34 @@ def test_builds_open_attach_and_resolve_incidents_with_one_webhook_alert_each(
     assert len(received) == 2
     listed = dataops(platform_copy, "incidents").stdout
     assert opened["incident_id"] in listed and " resolved " in listed
+
+
+def test_the_build_output_names_each_anomaly_with_its_message(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Not `WARN 2 source_volume_anomaly_platform_metric_history_`: one line per anomaly."""
+    from dataops.cli import _print_observations
+    from dataops.core.settings import load_settings
+    from dataops.dbt.runner import DbtOutcome
+
+    monkeypatch.setenv("DATAOPS_HOME", str(tmp_path))
+    monkeypatch.delenv("DATAOPS_WAREHOUSE_DEV", raising=False)
+    monkeypatch.delenv(incidents.ALERT_WEBHOOK_ENV, raising=False)
+    with duckdb.connect(str(tmp_path / "warehouse_dev.duckdb")) as con:
+        events.ensure_events(con)
+        _invocation(con, "inv1", volume="warn", values="pass")
+        events.record_event(
+            con, "anomaly.detected", status="warn", dbt_invocation_id="inv1",
+            node_id=ANOMALY_TEST, source_name="payments", table_name="payments",
+            message="payments.payments.amount_cents: mean is 1980.0, expected 1650.2 +/- 66.0",
+            details={"monitor": "distribution_anomaly", "metric_name": "mean",
+                     "column_name": "amount_cents"},
+        )
+    _print_observations(DbtOutcome(success=True, invocation_id="inv1"), load_settings())
+    lines = [line.strip() for line in capsys.readouterr().out.splitlines()]
+    assert lines[:2] == [
+        "ANOMALY WARN distribution_anomaly: payments.payments.amount_cents: mean is 1980.0, "
+        "expected 1650.2 +/- 66.0",
+        "ANOMALY WARN volume_anomaly: shop.order_items: rows_added is 1166.0, expected 1879.5 "
+        "+/- 120.2",
+    ]

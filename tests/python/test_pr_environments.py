@@ -983,6 +983,13 @@ def test_a_pr_builds_only_its_changes_reads_the_rest_from_prod_and_leaves_no_tra
     }
     assert "fct_orders" in unchanged and not tables & unchanged, "no copy of an unchanged model"
     assert _sha256(co.prod) == prod_before
+    # prod's raw tables are read, never measured: prod's own builds monitor them
+    invocation = json.loads((co.home / "pr" / "41" / "build.json").read_text())["dbt_invocation_id"]
+    measured = co.ci_query(
+        "select node_id, count(*) from platform.metric_history "
+        f"where dbt_invocation_id = '{invocation}' group by 1 order by 1"
+    )
+    assert measured and not [n for n, _ in measured if n.startswith("source.")], measured
 
     report = co.dataops("pr", "report", "41").stdout
     assert report.startswith(github.REPORT_MARKER) and "✅" in report
@@ -1029,8 +1036,16 @@ def test_a_pr_builds_only_its_changes_reads_the_rest_from_prod_and_leaves_no_tra
     assert re.search(r"\| [0-9-]+ \| `gross_revenue` \| [0-9.]+ \| [0-9.]+ \|", query), query
     assert "`order_count`" not in query, "unchanged column: no changed values"
 
+    log = co.home / "logs" / "dbt.log"
+    logged = log.stat().st_size
     rebuilt = co.dataops("pr", "build", "41")  # a second push: the environment starts empty
     assert "PR #41: built 4 models" in rebuilt.stdout
+    with log.open(encoding="utf-8", errors="replace") as handle:
+        handle.seek(logged)
+        second = handle.read()
+    assert "Partial parsing enabled" in second and "Starting full parse" not in second, (
+        "the same PR's next push reuses dbt's parse"
+    )
 
     co.dataops("pr", "teardown", "41")
     assert not co.ci_query("select * from duckdb_schemas() where schema_name = 'pr_41'")
@@ -1450,6 +1465,12 @@ def test_a_composite_key_matches_rows_on_every_key_column():
             },
         },
         "sources": {},
+    }
+    assert primary_key(manifest, "model.p.stock") == ["supply_id", "sku"]
+    # a staging model's derived staging_rules test names the key as `primary_key`
+    manifest["nodes"]["test.p.pk"]["test_metadata"] = {
+        "name": "staging_rules",
+        "kwargs": {"primary_key": ["supply_id", "sku"], "not_null": ["quantity"]},
     }
     assert primary_key(manifest, "model.p.stock") == ["supply_id", "sku"]
 

@@ -280,6 +280,11 @@ def _primary_key_test(columns) -> dict:
         ], "primary_key test of (supply_id, sku)"),
         # a one-column key: the key test, or unique + not_null, both count
         ("supply_id", [_primary_key_test(["supply_id"])], None),
+        # the derived staging_rules test (one test of all declared rules) tests its primary_key
+        (["supply_id", "sku"], [{"test_metadata": {"name": "staging_rules", "kwargs": {
+            "primary_key": ["supply_id", "sku"], "accepted_values": {"sku": ["a"]}}}}], None),
+        (["supply_id", "sku"], [{"test_metadata": {"name": "staging_rules", "kwargs": {
+            "primary_key": ["supply_id"]}}}], "primary_key test of"),
         ("supply_id", [{"test_metadata": {"name": "unique"}, "column_name": "supply_id"}],
          "has no not_null test"),
     ],

@@ -114,7 +114,7 @@ def test_a_three_table_csv_source_with_a_composite_key_is_onboarded_by_cli(
     ingested = cli(project, home, "ingest", "--source", "depot")
     assert "depot" in ingested and "quarantined" not in ingested.split("depot", 1)[1][:200]
     cli(project, home, "build", "--select", "source:depot+")
-    statuses = run_statuses(home, "primary_key_stg_depot")
+    statuses = run_statuses(home, "staging_rules_stg_depot")
     assert len(statuses) == 3 and set(statuses.values()) == {"pass"}, statuses
     with duckdb.connect(str(home / "warehouse_dev.duckdb"), read_only=True) as con:
         stock = con.execute(
@@ -286,7 +286,7 @@ def test_a_postgres_table_and_an_api_are_onboarded_by_cli_and_resume_after_failu
         moves = raw_rows(home, "raw_inventory.stock_moves", "cast(move_id as bigint), quantity")
         assert [m for m, _ in moves] == sorted([*range(1, 51), 3]), "each change landed once"
         cli(project, home, "build", "--select", "source:inventory+")
-        assert set(run_statuses(home, "primary_key_stg_inventory").values()) == {"pass"}
+        assert set(run_statuses(home, "staging_rules_stg_inventory").values()) == {"pass"}
         assert (
             raw_rows(home, "staging.stg_inventory__stock_moves", "count(*), sum(quantity)")[0][0]
             == 50
@@ -356,7 +356,7 @@ def test_a_postgres_table_and_an_api_are_onboarded_by_cli_and_resume_after_failu
         cli(project, home, "extract", "catalog", env=env)
         cli(project, home, "ingest", "--source", "catalog")
         cli(project, home, "build", "--select", "source:catalog+")
-        assert set(run_statuses(home, "primary_key_stg_catalog").values()) == {"pass"}
+        assert set(run_statuses(home, "staging_rules_stg_catalog").values()) == {"pass"}
         staged = raw_rows(home, "staging.stg_catalog__items", "item_id, title, colour")
         assert len(staged) == 28 and staged[-1] == (40, "Item 31 v2", "red")
         assert (7, "Item 7 v2", None) in staged

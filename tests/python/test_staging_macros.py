@@ -159,8 +159,15 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> dict:
             "select column_name, metric_name from platform.metric_history "
             "where column_name is not null and node_id like 'source.%' order by 1, 2"
         ).fetchall()
+        # the failing rows of the derived staging_rules test, as dbt compiled it
+        test_sql = next((home / "target/compiled").glob("**/staging_rules_*.sql")).read_text()
+        rule_rows = con.execute(
+            "select rule, column_name, value, failing_rows, severity "
+            f"from ({test_sql}) order by 1, 2, 3"
+        ).fetchall()
     return {
         "metrics": metrics,
+        "rule_rows": rule_rows,
         "output": result.stdout + result.stderr,
         "sql": normalised(compiled.read_text()) if compiled.exists() else "",
         "outcomes": outcomes,
@@ -239,11 +246,16 @@ def test_lab_derived_tests_run_and_report(lab: dict):
     outcomes = lab["outcomes"]
     by_prefix = {name.split("_stg_")[0]: outcome for name, outcome in outcomes.items()}
     assert outcomes[features.MODEL] == ("success", None)
-    assert by_prefix["primary_key"] == ("pass", 0)
-    # the unmapped code 'X' is reported by the declared accepted values
-    assert by_prefix["accepted_values"] == ("fail", 1)
-    # the rows with failed casts are reported as a warning, the build does not fail on them
-    assert by_prefix["expression_is_true"] == ("warn", 2)
+    # one test checks every declared rule: it fails on the unmapped code 'X' (accepted values)
+    # and counts every failing row, the two rows with failed casts included
+    tests = {name for name in by_prefix if not name.startswith("dataops-on-run")}
+    assert tests == {features.MODEL, "staging_rules"}
+    assert by_prefix["staging_rules"] == ("fail", 3)
+    # each failing row names its rule and column; failed casts only warn, the key passes
+    assert lab["rule_rows"] == [
+        ("accepted_values", "status", "X", 1, "error"),
+        ("cast_failures", "_cast_failures", None, 2, "warn"),
+    ]
 
 
 MACRO_ERRORS = {

@@ -6,19 +6,15 @@ an artefact."""
 
 from __future__ import annotations
 
-import base64
-import itertools
-import json
 import os
-import shutil
 import signal
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.python.browser import chromium_page
 from tests.python.dagster_harness import (
     ProcessGroup,
     clone_home,
@@ -31,7 +27,6 @@ from tests.python.dagster_harness import (
 
 pytestmark = pytest.mark.slow
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 # The marts group's lineage: its dbt models as nodes, their upstream staging models as links (the
 # global lineage page shows the layers as collapsed groups).
 LINEAGE_PATH = "/locations/__repository__@orchestration.definitions/asset-groups/marts/lineage"
@@ -123,76 +118,25 @@ def test_a_file_dropped_in_the_landing_folder_runs_to_success(ui):
     assert run["status"] == "SUCCESS"
 
 
-def _page_websocket(port: int) -> str | None:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=5) as response:
-            pages = [t for t in json.load(response) if t.get("type") == "page"]
-    except OSError:
-        return None
-    return pages[0]["webSocketDebuggerUrl"] if pages else None
-
-
 def render_in_chromium(url: str, wanted: tuple[str, ...], screenshot: Path, work: Path) -> str:
     """Open ``url`` in headless Chromium (driven over the DevTools protocol), wait until the page
     shows every ``wanted`` text, save a PNG screenshot and return the page's HTML."""
-    from websockets.sync.client import connect
+    with chromium_page(work) as page:
+        page.call("Page.navigate", url=url)
+        html = ""
 
-    port = free_port()
-    chromium = ProcessGroup(
-        [
-            CHROMIUM,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--no-first-run",
-            "--hide-scrollbars",
-            f"--user-data-dir={work / 'chromium-profile'}",
-            "--window-size=1600,1000",
-            f"--remote-debugging-port={port}",
-            "about:blank",
-        ],
-        dict(os.environ),
-        work / "chromium.log",
-    )
-    try:
-        endpoint = wait_for("Chromium's DevTools endpoint", lambda: _page_websocket(port))
-        with connect(endpoint, max_size=None, open_timeout=60) as browser:
-            ids = itertools.count(1)
+        def rendered() -> str | None:
+            nonlocal html
+            html = page.html() or ""
+            return html if all(text in html for text in wanted) else None
 
-            def call(method: str, **params) -> dict:
-                call_id = next(ids)
-                browser.send(json.dumps({"id": call_id, "method": method, "params": params}))
-                while True:
-                    message = json.loads(browser.recv(timeout=120))
-                    if message.get("id") == call_id:
-                        assert "error" not in message, f"{method}: {message['error']}"
-                        return message["result"]
-
-            call("Page.navigate", url=url)
-            html = ""
-
-            def rendered() -> str | None:
-                nonlocal html
-                html = call(
-                    "Runtime.evaluate",
-                    expression="document.documentElement.outerHTML",
-                    returnByValue=True,
-                )["result"].get("value", "")
-                return html if all(text in html for text in wanted) else None
-
-            try:
-                wait_for(f"{url} to render {wanted}", rendered, interval=2)
-            except AssertionError as error:
-                raise AssertionError(f"{error}; the page holds:\n{html[-3000:]}") from None
-            time.sleep(3)  # let the graph layout settle before the picture
-            picture = call("Page.captureScreenshot", format="png")["data"]
-            screenshot.write_bytes(base64.b64decode(picture))
-            return html
-    finally:
-        chromium.stop()
+        try:
+            wait_for(f"{url} to render {wanted}", rendered, interval=2)
+        except AssertionError as error:
+            raise AssertionError(f"{error}; the page holds:\n{html[-3000:]}") from None
+        time.sleep(3)  # let the graph layout settle before the picture
+        page.screenshot(screenshot)
+        return html
 
 
 def test_the_asset_lineage_renders_the_dbt_assets_in_chromium(ui, tmp_path):

@@ -1,11 +1,17 @@
 {#-
-    Schema change against the declaration, for sources with `schema: true` in `monitors`: in the
-    latest measurement, a declared column missing from the raw table, a raw column that is not
-    declared, or a declared column with no value at all in the rows just delivered while it had
-    values before (the column was dropped from the delivered files).
+    Schema change against the declaration, for monitored sources: in the latest measurement, a
+    declared column missing from the raw table, a declared column with no value at all in the rows
+    just delivered while it had values before (the column was dropped from the delivered files),
+    or, for a table whose declared drift policy is `strict`, delivered rows carrying a column that
+    is not declared. Under `additive` (the default) such a column is accepted drift: the
+    schema_drift monitor reports it (warn), on the deliveries that carry it.
 -#}
 {% test schema_change(model, min_history=1) %}
 {{ config(store_failures=true, severity='error') }}
+{%- set strict = [] -%}
+{%- for spec in dataops_monitored_tables() if spec.schema and spec.schema_drift == 'strict' -%}
+    {%- do strict.append(dataops_literal(spec.node_id)) -%}
+{%- endfor %}
 with
 
 latest_runs as (
@@ -51,7 +57,12 @@ dropped as (
 ),
 
 changes as (
-    select * from latest where metric_name in ('column_missing', 'column_undeclared')
+    select * from latest where metric_name = 'column_missing'
+    {%- if strict %}
+    union all
+    select * from latest
+    where metric_name = 'column_undeclared' and node_id in ({{ strict | join(', ') }})
+    {%- endif %}
     union all
     select * from dropped
 ),
@@ -72,7 +83,8 @@ final as (
         source_name || '.' || table_name || '.' || column_name || ': '
         || case metric_name
             when 'column_missing' then 'declared column is missing from the raw table'
-            when 'column_undeclared' then 'raw table has a column that is not declared'
+            when 'column_undeclared' then 'delivered rows carry a column that is not declared'
+                || ' (schema_drift is strict)'
             else 'no value in any delivered row: the column was dropped from the files'
         end as reason
     from changes
