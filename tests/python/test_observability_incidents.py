@@ -205,8 +205,10 @@ def test_builds_open_attach_and_resolve_incidents_with_one_webhook_alert_each(
     assert "Incident INC-" in first and "accepted_values" in first
     (opened,) = [p for p in received if p["event_type"] == "incident.opened"]
     assert (opened["kind"], opened["asset"]) == ("test_failure", "stg_shop__orders")
-    assert "accepted_values" in opened["monitor"] and "fail" in opened["cause"]
-    assert opened["failing_rows_sample"] and "lost" in json.dumps(opened["failing_rows_sample"])
+    # One `staging_rules` test per staging model; its failing rows name the rule that failed.
+    assert "staging_rules" in opened["monitor"] and "fail" in opened["cause"]
+    sample = json.dumps(opened["failing_rows_sample"])
+    assert opened["failing_rows_sample"] and "lost" in sample and "accepted_values" in sample
     assert opened["report_url"].startswith("file://") and opened["text"]
 
     build(2)  # the same problem: attached, no alert
