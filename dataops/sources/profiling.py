@@ -32,6 +32,7 @@ from typing import Any
 import duckdb
 
 from dataops.core.settings import PROJECT_DIR
+from dataops.core.sql import quote_identifier as _quote
 from dataops.sources import sync as staging_sync
 from dataops.sources.onboarding import round_trip_yaml
 from dataops.sources.registry import (
@@ -78,10 +79,6 @@ class Proposal:
     key: str  # not_null | accepted_values | monitors
     value: Any
     reason: str
-
-
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def profile_relation(
