@@ -52,7 +52,8 @@ def test_every_node_result_and_the_invocation_are_in_the_event_log(built_platfor
                    "and event_type like 'dbt.invocation%' order by 1", [invocation])
     assert kinds == [("dbt.invocation_ended",), ("dbt.invocation_started",)]
     details = _query(warehouse, "select details from platform.events where node_id = ? "
-                     "and dbt_invocation_id = ?", ["model.dataops.fct_orders", invocation])
+                     "and dbt_invocation_id = ? and event_type = 'dbt.node_result'",
+                     ["model.dataops.fct_orders", invocation])
     detail = json.loads(details[0][0])
     assert detail["resource_type"] == "model" and detail["execution_time_s"] > 0
 

@@ -43,6 +43,11 @@ def test_production_instance_is_the_dev_instance_on_postgres():
     dev = yaml.safe_load(DEV_YAML.read_text())
     production = yaml.safe_load(PRODUCTION_YAML.read_text())
     storage = production.pop("storage")
+    # The dev instance keeps a warm run worker (orchestration/launcher.py); production launches
+    # runs in the code-server container with Dagster's own launcher, behind the same queue.
+    assert dev.pop("run_launcher")["class"] == "StandbyRunLauncher"
+    assert "run_launcher" not in production
+    assert dev.pop("run_coordinator")["config"] == production.pop("run_coordinator")["config"]
     assert "storage" not in dev and production == dev  # same queue, pools, sensors
     db = storage["postgres"]["postgres_db"]
     # Every connection setting comes from the environment; none is written here.
