@@ -22,11 +22,19 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import duckdb
+import yaml
+
+from dataops.core.settings import PROJECT_DIR
 
 WINDOWS = (7, 30)
+# The freshness SLO of a model without meta.slo: var dataops_model_freshness_hours of
+# dbt_project.yml (the model_freshness test reads the same var), else this.
+DEFAULT_FRESHNESS_VAR = "dataops_model_freshness_hours"
+DEFAULT_FRESHNESS_HOURS = 30.0
 OBJECTIVES = ("freshness", "build_success", "tests_passing")
 DEFAULT_TARGETS = {"freshness": 0.99, "build_success": 0.95, "tests_passing": 0.95}
 
@@ -107,6 +115,33 @@ def declared_slos(manifest: Mapping[str, Any]) -> list[Slo]:
         slos.append(Slo(unique_id, node["name"], float(hours), targets,
                         str(where.split(":")[0]).split("://")[-1]))
     return slos
+
+
+def default_freshness_hours(project_dir: Path = PROJECT_DIR) -> float:
+    """``vars.dataops_model_freshness_hours`` of ``dbt_project.yml`` (30 when not declared)."""
+    path = project_dir / "dbt_project.yml"
+    declared = (yaml.safe_load(path.read_text(encoding="utf-8")).get("vars") or {}).get(
+        DEFAULT_FRESHNESS_VAR, DEFAULT_FRESHNESS_HOURS
+    )
+    if not isinstance(declared, int | float) or isinstance(declared, bool) or declared <= 0:
+        raise SloDeclarationError(
+            f"{path}: vars.{DEFAULT_FRESHNESS_VAR} is {declared!r}: expected a number of hours "
+            "above 0"
+        )
+    return float(declared)
+
+
+def model_freshness_hours(manifest: Mapping[str, Any], default_hours: float) -> dict[str, float]:
+    """The freshness SLO in hours of every model that is built (not ephemeral, enabled): its
+    ``meta.slo.freshness_hours``, else ``default_hours``; the model_freshness test's rule."""
+    declared = {slo.node_id: slo.freshness_hours for slo in declared_slos(manifest)}
+    return {
+        unique_id: declared.get(unique_id, default_hours)
+        for unique_id, node in sorted(manifest.get("nodes", {}).items())
+        if node.get("resource_type") == "model"
+        and (node.get("config") or {}).get("enabled", True)
+        and (node.get("config") or {}).get("materialized") != "ephemeral"
+    }
 
 
 def fresh_share(builds: list[datetime], hours: float, start: datetime, end: datetime) -> float:

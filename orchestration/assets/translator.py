@@ -3,16 +3,26 @@
 Everything is read from the dbt YAML through the manifest: descriptions and column schemas (the
 dagster-dbt defaults), owners from ``meta.owner`` (a model without one inherits the owners of the
 sources it is built from, transitively: a mart built from shop and payments data has both teams;
-the seed declares its owner in dbt_project.yml), and the daily partitions of a model from
-``meta.partitions``.
+the seed declares its owner in dbt_project.yml), the daily partitions of a model from
+``meta.partitions``, and a freshness policy on every model from its freshness SLO (the rule of
+the dbt model_freshness test: ``meta.slo.freshness_hours``, else var
+``dataops_model_freshness_hours``), which the daemon evaluates: a model not rebuilt within its
+SLO shows as failing its freshness in the UI.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import timedelta
 from typing import Any
 
-from dagster import AssetKey, AutomationCondition, DailyPartitionsDefinition
+from dagster import (
+    AssetKey,
+    AssetSpec,
+    AutomationCondition,
+    DailyPartitionsDefinition,
+    FreshnessPolicy,
+)
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings
 
 RAW_PREFIX = "raw"
@@ -57,8 +67,12 @@ def _declared_owner(props: Mapping[str, Any]) -> str | None:
 class DataopsTranslator(DagsterDbtTranslator):
     """Sources map onto the raw tables that ingestion writes; models are grouped by layer."""
 
-    def __init__(self, manifest: Mapping[str, Any]):
+    def __init__(
+        self, manifest: Mapping[str, Any], freshness_hours: Mapping[str, float] | None = None
+    ):
+        """``freshness_hours``: the freshness SLO of each model by unique id (none: no policy)."""
         super().__init__(DagsterDbtTranslatorSettings(enable_asset_checks=True))
+        self._freshness_hours = dict(freshness_hours or {})
         self._source_owners = {
             unique_id: (source.get("meta") or {}).get("owner")
             or ((source.get("config") or {}).get("meta") or {}).get("owner")
@@ -95,6 +109,17 @@ class DataopsTranslator(DagsterDbtTranslator):
         if dbt_resource_props["resource_type"] == "source":
             return raw_asset_key(dbt_resource_props["source_name"], dbt_resource_props["name"])
         return super().get_asset_key(dbt_resource_props)
+
+    def get_asset_spec(
+        self, manifest: Mapping[str, Any], unique_id: str, project: Any
+    ) -> AssetSpec:
+        spec = super().get_asset_spec(manifest, unique_id, project)
+        hours = self._freshness_hours.get(unique_id)
+        if hours is None:
+            return spec
+        return spec.replace_attributes(
+            freshness_policy=FreshnessPolicy.time_window(fail_window=timedelta(hours=hours))
+        )
 
     def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
         resource_type = dbt_resource_props["resource_type"]

@@ -4,6 +4,10 @@ The SLA (``freshness: {warn_after, error_after}`` and ``loaded_at_field``) is de
 ``models/staging/<source>/_<source>__sources.yml``. These checks run ``dbt source freshness``,
 which reads that same declaration, and report dbt's verdict per table: pass, warn (a WARN
 check) or error (an ERROR check). Nothing about the SLA is repeated in Python.
+
+They run in every run that loads a raw table (the landing sensor's runs select them with the
+assets) and in the daily full build. Their step has a low priority, so it runs after the dbt
+steps that were ready at the same time: it does not delay the marts of a landed file.
 """
 
 import json
@@ -27,6 +31,8 @@ from orchestration.assets.translator import raw_asset_key
 from orchestration.resources import WAREHOUSE_POOL
 
 CHECK_NAME = "freshness_sla"
+# Dagster runs ready steps of higher priority first (default 0): the dbt steps go first.
+AFTER_THE_BUILD = {"dagster/priority": "-1"}
 
 
 def _describe(threshold: Mapping[str, Any] | None) -> str | None:
@@ -106,6 +112,7 @@ def build_freshness_checks(manifest: Mapping[str, Any]) -> list[AssetChecksDefin
         can_subset=True,
         pool=WAREHOUSE_POOL,
         compute_kind="dbt",
+        op_tags=AFTER_THE_BUILD,
     )
     def source_freshness(
         context: AssetCheckExecutionContext, dbt: DbtCliResource

@@ -39,7 +39,6 @@ from dataops.ingestion.loader import file_sha256
 from dataops.sources.registry import SourceTable
 from orchestration.assets.ingestion import landing_asset_key
 from orchestration.assets.translator import raw_asset_key
-from orchestration.checks.freshness import CHECK_NAME as FRESHNESS_CHECK
 
 SENSOR_NAME = "landed_files"
 # How often the daemon looks at the landing folders; part of the landing -> marts latency.
@@ -127,10 +126,10 @@ def run_key(source: str, files: Sequence[LandedFile]) -> str:
     return f"{source}:{digest[:32]}"
 
 
-def run_requests(
-    fresh: Sequence[LandedFile], asset_graph, exclude_checks: Sequence[str] = (FRESHNESS_CHECK,)
-) -> list[RunRequest]:
-    """One run per source: its raw tables with new files and everything downstream of them."""
+def run_requests(fresh: Sequence[LandedFile], asset_graph) -> list[RunRequest]:
+    """One run per source: its raw tables with new files and everything downstream of them,
+    with every check of those assets: the dbt tests, and the source freshness checks
+    (``freshness_sla``) of the raw tables it loads, evaluated after the dbt steps."""
     by_source: dict[str, list[LandedFile]] = defaultdict(list)
     for landed in fresh:
         by_source[landed.table.source].append(landed)
@@ -139,14 +138,7 @@ def run_requests(
         raw_keys = sorted({raw_asset_key(f.table.source, f.table.name) for f in files}, key=str)
         selection = AssetSelection.assets(*raw_keys).downstream()
         asset_keys = sorted(selection.resolve(asset_graph), key=str)
-        check_keys = sorted(
-            (
-                key
-                for key in selection.resolve_checks(asset_graph)
-                if key.name not in exclude_checks
-            ),
-            key=str,
-        )
+        check_keys = sorted(selection.resolve_checks(asset_graph), key=str)
         names = ", ".join(sorted(f.relative for f in files))
         requests.append(
             RunRequest(
