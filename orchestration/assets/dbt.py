@@ -4,7 +4,8 @@ Built from the prepared manifest (dataops/dbt/manifest.py), never by parsing dbt
 Models declaring ``config.meta.partitions`` (the incremental fact ``fct_order_items``) form a
 separate, daily-partitioned asset definition: a run for a partition or a range of partitions
 (a backfill) passes the range to dbt as ``--vars '{"min_date": ..., "max_date": ...}'``; a run
-without partitions (landing sensor, daily schedule) keeps the model's own incremental logic.
+without partitions (landing sensor, daily schedule) keeps the model's own incremental logic and
+records the partitions whose rows it wrote (orchestration/assets/partitions.py).
 
 On the prod target every dbt step is a release (dataops/publishing/): the step builds and tests
 its selection in the release's own schemas and publishes it only when every test passed; a
@@ -25,11 +26,21 @@ from dagster import (
     BackfillPolicy,
     Failure,
     MetadataValue,
+    Output,
+    PartitionsDefinition,
 )
 from dagster_dbt import DbtCliResource, DbtProject, dbt_assets
 
 from dataops.core.settings import PROFILES_DIR, PROJECT_DIR, PUBLISHED_TARGETS, Settings
+from dataops.observability.slo import default_freshness_hours, model_freshness_hours
 from dataops.publishing.wap import PUBLISHED_TYPES, ReleaseBuild
+from orchestration.assets.partitions import (
+    PartitionedModel,
+    outside_partitions,
+    partition_materializations,
+    watermark,
+    written_days,
+)
 from orchestration.assets.translator import DataopsTranslator, daily_partitions, partitions_meta
 from orchestration.resources import WAREHOUSE_POOL
 
@@ -117,6 +128,48 @@ def build_and_publish(
     )
 
 
+def build_unpartitioned_run(
+    context: AssetExecutionContext,
+    dbt: DbtCliResource,
+    settings: Settings,
+    manifest: Mapping[str, Any],
+    translator: DataopsTranslator,
+    partitions_def: PartitionsDefinition,
+) -> Iterator[Any]:
+    """The partitioned models built by their incremental logic in a run without partitions:
+    instead of one materialisation without a partition (which the UI cannot place), one per
+    day whose rows the build wrote."""
+    models = {
+        translator.get_asset_key(node): PartitionedModel.from_node(
+            translator.get_asset_key(node), node
+        )
+        for uid in selected_unique_ids(context, manifest, translator)
+        if (node := manifest["nodes"][uid])["resource_type"] == "model"
+    }
+    before = {key: watermark(settings.warehouse_path, model) for key, model in models.items()}
+    events: list[Any] = []
+    failure: BaseException | None = None
+    try:  # dbt holds the warehouse until it exits: the written rows are read afterwards
+        events.extend(build_and_publish(context, dbt, settings, manifest, translator))
+    except Exception as error:  # the events before it are still recorded, then it is raised
+        failure = error
+    for event in events:
+        key = context.asset_key_for_output(event.output_name) if isinstance(event, Output) else None
+        if key not in models:
+            yield event
+            continue
+        days = written_days(settings.warehouse_path, models[key], before[key])
+        skipped = outside_partitions(days, partitions_def)
+        if skipped:
+            context.log.warning(f"{key.to_user_string()}: rows of days outside its partitions "
+                                f"were written (not recorded as partitions): {skipped}")
+        context.log.info(f"{key.to_user_string()}: the build wrote {sum(days.values())} rows "
+                         f"of {len(days)} day(s); those partitions are recorded")
+        yield from partition_materializations(event, models[key], days, partitions_def)
+    if failure is not None:
+        raise failure
+
+
 def partitioned_models(manifest: Mapping[str, Any]) -> list[str]:
     """Names of the models that declare daily partitions in their YAML/config meta."""
     return sorted(
@@ -142,7 +195,9 @@ def build_dbt_assets(manifest: Mapping[str, Any], settings: Settings) -> list[As
     partitioned models (daily partitions, backfills in one run), and everything else. The split
     keeps the steps of a run acyclic: upstream -> partitioned -> the rest.
     """
-    translator = DataopsTranslator(manifest)
+    translator = DataopsTranslator(
+        manifest, model_freshness_hours(manifest, default_freshness_hours())
+    )
     project = dbt_project(settings)
     partitioned = partitioned_models(manifest)
     common = {
@@ -176,21 +231,28 @@ def build_dbt_assets(manifest: Mapping[str, Any], settings: Settings) -> list[As
     models = " ".join(partitioned)
     ancestors = " ".join(f"+{name}" for name in partitioned)
 
+    partitions_def = daily_partitions(nodes[0])
+
     @dbt_assets(
         name="dbt_partitioned_models",
         select=models,
-        partitions_def=daily_partitions(nodes[0]),
+        partitions_def=partitions_def,
         backfill_policy=BackfillPolicy.single_run(),
         **common,
     )
     def dbt_partitioned_models(
         context: AssetExecutionContext, dbt: DbtCliResource
     ) -> Iterator[Any]:
-        window = None
         if context.has_partition_key or context.has_partition_key_range:
             time_window = context.partition_time_window
             window = (time_window.start.date(), time_window.end.date())
-        yield from build_and_publish(context, dbt, settings, manifest, translator, window)
+            yield from build_and_publish(context, dbt, settings, manifest, translator, window)
+            return
+        # A run without partitions (landing sensor, daily schedule): the model's incremental
+        # logic; the partitions it wrote are recorded (orchestration/assets/partitions.py).
+        yield from build_unpartitioned_run(
+            context, dbt, settings, manifest, translator, partitions_def
+        )
 
     return [
         unpartitioned("dbt_upstream_of_partitioned", ancestors, models),

@@ -4,14 +4,18 @@
 
     Daily partitions by order day (`meta.partitions`, read by the Dagster definitions): a run for
     a partition range passes `--vars '{"min_date": "YYYY-MM-DD", "max_date": "YYYY-MM-DD"}'` and
-    rebuilds every line of the orders placed on those days (both included), whenever loaded.
+    rebuilds every line of the orders placed on those days (both included), whenever loaded. A
+    run without partitions (landing sensor, daily schedule) records the days (`column`) of the
+    lines it wrote (`loaded_at_field` above the previous newest) as materialised partitions.
 -#}
 {{
     config(
         materialized='incremental',
         unique_key='order_item_id',
         on_schema_change='fail',
-        meta={'partitions': {'daily_start': '2025-01-01', 'column': 'order_date'}},
+        meta={'partitions': {
+            'daily_start': '2025-01-01', 'column': 'order_date', 'loaded_at_field': '_loaded_at',
+        }},
     )
 }}
 
