@@ -8,7 +8,7 @@ import json
 import shutil
 import subprocess
 from collections.abc import Iterator
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
@@ -118,6 +118,59 @@ def test_dbt_tests_are_asset_checks_and_freshness_checks_follow_the_declared_sla
     assert "_shop__sources.yml" in spec.description
 
 
+def test_every_model_has_a_freshness_policy_from_its_slo_and_source_checks_run_last(
+    defs, graph
+):
+    from dagster import FreshnessPolicy
+
+    from orchestration.checks.freshness import AFTER_THE_BUILD
+
+    def policy(key: str) -> FreshnessPolicy | None:
+        return graph.get(K(key)).freshness_policy
+
+    # meta.slo.freshness_hours (fct_daily_revenue declares 30) or var
+    # dataops_model_freshness_hours (30 in dbt_project.yml): the model_freshness test's rule.
+    assert policy("marts/fct_daily_revenue") == FreshnessPolicy.time_window(
+        fail_window=timedelta(hours=30)
+    )
+    models = [k for k in graph.get_all_asset_keys() if k.path[0] in ("staging", "marts")]
+    assert models and all(graph.get(k).freshness_policy is not None for k in models)
+    # Raw tables have the SLA of their sources (freshness_sla checks), the seed has none.
+    assert policy("raw/shop/orders") is None
+    assert policy("reference/country_codes") is None
+    # The source freshness step yields to the dbt steps ready at the same time.
+    [checks] = [c for c in defs.asset_checks if any(s.name == FRESHNESS for s in c.check_specs)]
+    assert checks.op.tags["dagster/priority"] == AFTER_THE_BUILD["dagster/priority"] == "-1"
+
+
+def test_model_freshness_hours_follow_meta_slo_else_the_project_var(tmp_path):
+    from dataops.observability.slo import (
+        SloDeclarationError,
+        default_freshness_hours,
+        model_freshness_hours,
+    )
+
+    def model(name: str, **config) -> dict:
+        return {"resource_type": "model", "name": name, "config": config}
+
+    manifest = {"nodes": {
+        "model.p.declared": model("declared", meta={"slo": {"freshness_hours": 6}}),
+        "model.p.plain": model("plain", materialized="table"),
+        "model.p.ephemeral": model("ephemeral", materialized="ephemeral"),
+        "model.p.disabled": model("disabled", enabled=False),
+        "seed.p.seed": {"resource_type": "seed", "name": "seed", "config": {}},
+    }}
+    assert model_freshness_hours(manifest, 30.0) == {
+        "model.p.declared": 6.0, "model.p.plain": 30.0,
+    }
+    assert default_freshness_hours() == 30.0  # dbt_project.yml
+    (tmp_path / "dbt_project.yml").write_text("vars: {dataops_model_freshness_hours: 12}\n")
+    assert default_freshness_hours(tmp_path) == 12.0
+    (tmp_path / "dbt_project.yml").write_text("vars: {dataops_model_freshness_hours: 'soon'}\n")
+    with pytest.raises(SloDeclarationError, match="dataops_model_freshness_hours is 'soon'"):
+        default_freshness_hours(tmp_path)
+
+
 def test_the_incremental_fact_has_daily_partitions_passed_to_dbt_as_vars(graph):
     partitions = graph.get(K("marts/fct_order_items")).partitions_def
     assert isinstance(partitions, DailyPartitionsDefinition)
@@ -179,8 +232,10 @@ def test_a_landed_file_requests_one_run_of_its_table_and_what_is_downstream(
     assert "staging/stg_shop__orders" not in selected
     assert "marts/dim_products" not in selected
     assert request.tags["dataops/source"] == "web"
-    check_names = {k.name for k in request.asset_check_keys}
-    assert check_names and FRESHNESS not in check_names  # dbt tests yes, freshness no
+    checks = {(k.asset_key.to_user_string(), k.name) for k in request.asset_check_keys}
+    assert {name for _, name in checks} - {FRESHNESS}  # the dbt tests of the rebuilt assets
+    # ... and the freshness SLA of the raw table it loads, evaluated in the same run
+    assert {asset for asset, name in checks if name == FRESHNESS} == {"raw/web/sessions"}
     # The same tick again, with the cursor it returned: nothing new.
     again = tick(result.cursor)
     assert again.run_requests == []
@@ -259,3 +314,63 @@ def test_a_file_still_being_written_waits_for_the_settle_window(
     assert waiting.run_requests == []
     monkeypatch.setenv("DATAOPS_SETTLE_SECONDS", "0")
     assert len(tick(waiting.cursor).run_requests) == 1  # not forgotten by the cursor
+
+
+def test_a_run_without_partitions_records_the_days_whose_rows_it_wrote(tmp_path):
+    """The rule behind the partition status of sensor runs (orchestration/assets/partitions.py)
+    on a real DuckDB file: rows newer than the watermark taken before the build, by day."""
+    import duckdb
+    from dagster import Output
+
+    from orchestration.assets.partitions import (
+        PartitionedModel,
+        partition_materializations,
+        watermark,
+        written_days,
+    )
+
+    node = {
+        "name": "fct", "database": "wh", "schema": "marts", "alias": "fct",
+        "original_file_path": "models/fct.sql",
+        "config": {"meta": {"partitions": {
+            "daily_start": "2025-01-01", "column": "order_date", "loaded_at_field": "_loaded_at",
+        }}},
+    }
+    model = PartitionedModel.from_node(K("marts/fct"), node)
+    warehouse = tmp_path / "wh.duckdb"
+    assert watermark(warehouse, model) is None  # no file yet
+    with duckdb.connect(str(warehouse)) as con:
+        con.execute("create schema marts")
+    assert watermark(warehouse, model) is None  # no table yet
+    with duckdb.connect(str(warehouse)) as con:
+        con.execute(
+            "create table marts.fct as select * from (values "
+            "(date '2025-01-02', timestamp '2025-02-01 06:00'), "
+            "(date '2025-01-03', timestamp '2025-02-01 06:00')) as t(order_date, _loaded_at)"
+        )
+    before = watermark(warehouse, model)
+    with duckdb.connect(str(warehouse)) as con:  # the build: late lines of two days, one older
+        con.execute(
+            "insert into marts.fct values (date '2025-01-03', timestamp '2025-02-02 06:00'), "
+            "(date '2025-01-03', timestamp '2025-02-02 06:00'), "
+            "(date '2024-12-31', timestamp '2025-02-02 06:00'), "
+            "(date '2025-01-05', timestamp '2025-02-02 06:00')"
+        )
+    days = written_days(warehouse, model, before)
+    assert {d.isoformat(): n for d, n in days.items()} == {
+        "2024-12-31": 1, "2025-01-03": 2, "2025-01-05": 1,
+    }
+    assert len(written_days(warehouse, model, None)) == 4  # first build: every day
+    partitions = DailyPartitionsDefinition(start_date="2025-01-01", end_offset=1)
+    events = list(partition_materializations(
+        Output(None, metadata={"unique_id": "model.p.fct"}), model, days, partitions
+    ))
+    # 2024-12-31 is before daily_start: not a partition, not recorded
+    assert [(e.partition, e.metadata["rows_written"].value) for e in events] == [
+        ("2025-01-03", 2), ("2025-01-05", 1),
+    ]
+    assert all(e.asset_key == K("marts/fct") for e in events)
+    assert events[0].metadata["unique_id"].value == "model.p.fct"
+    undeclared = {**node, "config": {"meta": {"partitions": {"daily_start": "2025-01-01"}}}}
+    with pytest.raises(ValueError, match="models/fct.sql: .* needs column and loaded_at_field"):
+        PartitionedModel.from_node(K("marts/fct"), undeclared)
