@@ -41,9 +41,19 @@ insert into platform.events (
     {%- set rows = [] -%}
     {%- set anomalies = [] -%}
     {%- set counts = {} -%}
+    {%- set built_models = results | selectattr('node.resource_type', 'equalto', 'model') | list -%}
     {%- for result in results -%}
         {%- set node = result.node -%}
         {%- set status = result.status | string -%}
+        {%- set message = result.message if result.message is string else none -%}
+        {%- set failures = result.failures if result.failures is number else none -%}
+        {%- if built_models and node.resource_type == 'test' and node.test_metadata
+              and node.test_metadata.name == 'model_freshness' and status in ('pass', 'warn', 'fail') -%}
+            {#- dbt ran it when its one parent (platform.events) was ready, maybe before models
+                this invocation rebuilt: judged again now, after every model. -#}
+            {%- set verdict = dataops_judge_after_models(node) -%}
+            {%- set status, message, failures = verdict.status, verdict.message, verdict.failures -%}
+        {%- endif -%}
         {%- do counts.update({status: counts.get(status, 0) + 1}) -%}
         {%- set attached = graph.nodes.get(node.attached_node) or graph.sources.get(node.attached_node)
             if node.resource_type == 'test' and node.attached_node else none -%}
@@ -56,7 +66,7 @@ insert into platform.events (
             'name': node.name,
             'execution_time_s': result.execution_time if result.execution_time is number else none,
             'rows_affected': response.get('rows_affected'),
-            'failures': result.failures if result.failures is number else none,
+            'failures': failures,
             'relation': node.relation_name if node.relation_name is string else none,
             'tested_node_id': attached.unique_id if attached else none,
             'test_name': node.test_metadata.name
@@ -68,7 +78,7 @@ insert into platform.events (
             ~ dataops_literal(subject.source_name if subject.resource_type == 'source' else none) ~ ", "
             ~ dataops_literal(subject.name) ~ ", '" ~ invocation_id ~ "', "
             ~ dataops_literal(node.unique_id) ~ ", " ~ dagster_run_id ~ ", "
-            ~ dataops_literal(result.message if result.message is string else none) ~ ", "
+            ~ dataops_literal(message) ~ ", "
             ~ dataops_literal(tojson(details)) ~ ")") -%}
         {%- if node.resource_type == 'test' and status in ('fail', 'warn') and node.relation_name
               and node.test_metadata and node.test_metadata.name in dataops_anomaly_test_names() -%}
@@ -101,6 +111,25 @@ select
         'expected': expected_value, 'tolerance': tolerance, 'measured_at': measured_at})::varchar
 from {{ node.relation_name }};
 {% endfor -%}
+{%- endmacro %}
+
+
+{#-
+    A test judged again at the end of the invocation (on-run-end, after every node): its query
+    (compiled SQL) replaces its stored failures, and its status follows the row count and its
+    severity, as dbt would. For model_freshness, which dbt may run before the models this
+    invocation rebuilds (or skips): the recorded verdict, its events and incidents are this one;
+    dbt's own console line and run_results.json keep the first evaluation.
+-#}
+{% macro dataops_judge_after_models(node) -%}
+    {%- do run_query("create or replace table " ~ node.relation_name ~ " as "
+        ~ node.compiled_code) -%}
+    {%- set count = run_query("select count(*) from " ~ node.relation_name).rows[0][0] | int -%}
+    {%- set severity = (node.config.severity or 'error') | lower -%}
+    {%- set status = 'pass' if count == 0 else ('warn' if severity == 'warn' else 'fail') -%}
+    {%- set message = none if count == 0 else 'Got ' ~ count ~ ' result' ~ ('' if count == 1 else 's')
+        ~ ', configured to ' ~ status ~ ' if != 0 (judged at the end of the invocation)' -%}
+    {{ return({'status': status, 'message': message, 'failures': count}) }}
 {%- endmacro %}
 
 

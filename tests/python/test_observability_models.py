@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import duckdb
@@ -93,3 +93,43 @@ def test_a_mart_is_judged_in_the_build_that_rebuilds_it_and_flagged_when_stale(
     assert reported == {"2030-01-16 13:00:00": ["fct_daily_revenue"]}, reported
     assert message == ("fct_daily_revenue: not rebuilt for 31.0 hours (last successful build "
                        "2030-01-15 06:00 UTC), over its freshness SLO of 30 hours")
+
+
+def test_model_freshness_judges_a_build_after_the_models_it_rebuilt(platform_copy: Path) -> None:
+    """In a build, model_freshness is evaluated after every model of the invocation: the models
+    the build rebuilds are fresh, the ones it does not rebuild are judged on their last build."""
+    as_of = datetime.now(UTC).replace(tzinfo=None, microsecond=0) + timedelta(hours=48)
+    built = _dbt(platform_copy, "build", "--select", "+fct_daily_revenue",
+                 "test_name:model_freshness", as_of=as_of)
+    assert built.returncode == 0, built.stdout[-3000:]
+    manifest = json.loads((platform_copy / "target" / "manifest.json").read_text())
+    models = {uid for uid, node in manifest["nodes"].items()
+              if node["resource_type"] == "model" and node["config"]["enabled"]
+              and node["config"]["materialized"] != "ephemeral"}
+    rebuilt, pending = set(), [MART]
+    while pending:  # the mart and its upstream models: what this build rebuilt
+        uid = pending.pop()
+        if uid in models and uid not in rebuilt:
+            rebuilt.add(uid)
+            pending.extend(manifest["parent_map"].get(uid, []))
+    assert MART in rebuilt and rebuilt < models
+    with duckdb.connect(str(platform_copy / "warehouse_dev.duckdb"), read_only=True) as con:
+        [invocation] = con.execute(
+            "select distinct dbt_invocation_id from platform.events "
+            "where event_type = 'dbt.model_built' and occurred_at = ?", [as_of]).fetchone()
+        flagged = {row[0] for row in con.execute(
+            "select details::json ->> 'monitored_node_id' from platform.events "
+            "where event_type = 'anomaly.detected' and dbt_invocation_id = ? "
+            "and details::json ->> 'monitor' = 'model_freshness'", [invocation]).fetchall()}
+        [(status, message)] = con.execute(
+            "select status, message from platform.events where event_type = 'dbt.node_result' "
+            "and dbt_invocation_id = ? and details::json ->> 'test_name' = 'model_freshness'",
+            [invocation]).fetchall()
+    # Every model is 48 hours past its last build except those this build rebuilt.
+    assert flagged == models - rebuilt, sorted(flagged ^ (models - rebuilt))
+    assert status == "warn" and f"Got {len(flagged)} results" in message, message
+    # dbt itself ran the test as soon as platform.events was ready, before those models were
+    # rebuilt: its own result (run_results.json, console) flagged them too.
+    run_results = json.loads((platform_copy / "target" / "run_results.json").read_text())
+    [early] = [r for r in run_results["results"] if "model_freshness" in r["unique_id"]]
+    assert early["failures"] > len(flagged), early
