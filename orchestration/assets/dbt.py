@@ -137,8 +137,9 @@ def build_unpartitioned_run(
     partitions_def: PartitionsDefinition,
 ) -> Iterator[Any]:
     """The partitioned models built by their incremental logic in a run without partitions:
-    instead of one materialisation without a partition (which the UI cannot place), one per
-    day whose rows the build wrote."""
+    besides dbt's output (a materialisation without a partition, which the UI's partition status
+    cannot place; without it the steps downstream would be skipped), one materialisation per day
+    whose rows the build wrote."""
     models = {
         translator.get_asset_key(node): PartitionedModel.from_node(
             translator.get_asset_key(node), node
@@ -154,9 +155,9 @@ def build_unpartitioned_run(
     except Exception as error:  # the events before it are still recorded, then it is raised
         failure = error
     for event in events:
+        yield event
         key = context.asset_key_for_output(event.output_name) if isinstance(event, Output) else None
         if key not in models:
-            yield event
             continue
         days = written_days(settings.warehouse_path, models[key], before[key])
         skipped = outside_partitions(days, partitions_def)
@@ -164,7 +165,7 @@ def build_unpartitioned_run(
             context.log.warning(f"{key.to_user_string()}: rows of days outside its partitions "
                                 f"were written (not recorded as partitions): {skipped}")
         context.log.info(f"{key.to_user_string()}: the build wrote {sum(days.values())} rows "
-                         f"of {len(days)} day(s); those partitions are recorded")
+                         f"of {len(days)} day(s); those partitions are recorded as materialised")
         yield from partition_materializations(event, models[key], days, partitions_def)
     if failure is not None:
         raise failure

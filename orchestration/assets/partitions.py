@@ -2,11 +2,13 @@
 
 A partitioned incremental model (``config.meta.partitions``) is also built by runs that carry no
 partition: the landing sensor's runs and the daily schedule keep the model's own incremental
-logic (rows loaded since its newest ``loaded_at_field``). Such a run records one materialisation
-per day whose rows it wrote: the days (``meta.partitions.column``) of the rows whose
-``loaded_at_field`` is newer than the model's newest before the build, which is the model's own
-incremental predicate. A run that wrote no row records none. A run for partitions (a backfill,
-a UI launch) passes them to dbt and records them as before (orchestration/assets/dbt.py).
+logic (rows loaded since its newest ``loaded_at_field``), and dbt's output is recorded as a
+materialisation without a partition, which the UI's partition status does not count (it showed
+0 of 700 partitions for a full table). Such a run also records one materialisation per day whose
+rows it wrote: the days (``meta.partitions.column``) of the rows whose ``loaded_at_field`` is
+newer than the model's newest before the build, which is the model's own incremental predicate.
+A run that wrote no row records no partition. A run for partitions (a backfill, a UI launch)
+passes them to dbt and records them as before (orchestration/assets/dbt.py).
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ freshness daemon every 5 s) on a copy of the built platform:
   passes (the daemon judges the asset's last materialisation);
 - a landed file's run evaluates the source freshness checks of the raw table it loads (recorded
   in the instance for that run, after the dbt steps), and leaves materialised exactly the
-  partitions of fct_order_items whose lines it wrote.
+  partitions of fct_order_items whose lines it wrote (and goes on downstream of it).
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 
 from orchestration.checks.freshness import CHECK_NAME as FRESHNESS
-from tests.python.dagster_harness import clone_home, prepare_manifest, wait_for, warehouse_query
-from tests.python.test_dagster_daemon import Platform, Webhook
+from tests.python.dagster_harness import clone_home, wait_for, warehouse_query
+from tests.python.test_dagster_daemon import Platform, running_platform
 
 pytestmark = pytest.mark.slow
 
@@ -32,16 +32,8 @@ NEW_IDS = 7_000_000  # order_item_id offset of the landed lines (the sample's ar
 @pytest.fixture(scope="module")
 def platform(dagster_platform: Path, tmp_path_factory) -> Iterator[Platform]:
     home = clone_home(dagster_platform, tmp_path_factory.mktemp("freshness") / "home")
-    prepare_manifest(home)
-    webhook = Webhook()
-    platform = Platform(home, webhook)
-    platform.env["FRESHNESS_DAEMON_INTERVAL_SECONDS"] = "5"
-    platform.start()
-    try:
+    with running_platform(home, FRESHNESS_DAEMON_INTERVAL_SECONDS="5") as platform:
         yield platform
-    finally:
-        platform.stop()
-        webhook.close()
 
 
 def _materialized_at(platform: Platform, key: str, timestamp: float) -> None:
@@ -169,4 +161,8 @@ def test_a_landed_file_run_checks_freshness_and_marks_the_partitions_it_wrote(pl
     partitions = [
         r.event_log_entry.dagster_event.partition for r in records if r.asset_key == fact
     ]
-    assert sorted(partitions) == sorted(written)
+    # dbt's output (no partition) and one per written day
+    assert partitions.count(None) == 1
+    assert sorted(p for p in partitions if p) == sorted(written)
+    # The run went on downstream of the fact.
+    assert "marts/dim_products" in platform.materialized(run.run_id)

@@ -24,11 +24,10 @@ from dataops.ingestion.loader import file_sha256
 from tests.python.dagster_harness import (
     broken_customers,
     clone_home,
-    prepare_manifest,
     redelivery,
     wait_for,
 )
-from tests.python.test_dagster_daemon import Platform, Webhook, _downstream_keys
+from tests.python.test_dagster_daemon import Platform, _downstream_keys, running_platform
 
 pytestmark = pytest.mark.slow
 
@@ -37,16 +36,8 @@ pytestmark = pytest.mark.slow
 def platform(built_platform, tmp_path_factory) -> Iterator[Platform]:
     home = clone_home(built_platform.home, tmp_path_factory.mktemp("landing_daemon") / "home")
     (home / "archive").mkdir()
-    prepare_manifest(home)
-    webhook = Webhook()
-    platform = Platform(home, webhook)
-    platform.env["DATAOPS_SETTLE_SECONDS"] = "2"
-    platform.start()
-    try:
+    with running_platform(home, DATAOPS_SETTLE_SECONDS="2") as platform:
         yield platform
-    finally:
-        platform.stop()
-        webhook.close()
 
 
 def _ticks(platform: Platform) -> int:
