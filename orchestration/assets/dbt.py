@@ -11,6 +11,11 @@ test (tests/dbt/singular/) its one parent, or the parent its ``meta.dagster.ref`
 leaves out the tests whose check belongs to another step (dbt would otherwise also run a test in
 the step of any of its parents, before the others were rebuilt).
 
+Each materialisation carries the table's row count (``dagster/row_count``) and, for a monitored
+model, the metrics its post-hook measured in the same invocation (``monitor/<column>/<metric>``):
+one query after dbt has finished (it holds the DuckDB file until then), so a step's events are
+reported together when its dbt invocation ends.
+
 On the prod target every dbt step is a release (dataops/publishing/): the step builds and tests
 its selection in the release's own schemas and publishes it only when every test passed; a
 failing test publishes nothing, records no materialisation, and fails the step naming the test,
@@ -22,21 +27,25 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import date, timedelta
 from typing import Any
 
+import duckdb
 from dagster import (
     AssetCheckEvaluation,
     AssetCheckResult,
     AssetExecutionContext,
     AssetKey,
+    AssetMaterialization,
     AssetsDefinition,
     BackfillPolicy,
     Failure,
     MetadataValue,
+    Output,
 )
 from dagster_dbt import DbtCliResource, DbtProject, dbt_assets
 from dagster_dbt.asset_utils import get_asset_check_key_for_test
 
 from dataops.core.settings import PROFILES_DIR, PROJECT_DIR, PUBLISHED_TARGETS, Settings
 from dataops.publishing.wap import PUBLISHED_TYPES, ReleaseBuild
+from orchestration.assets.metadata import built_table_metadata
 from orchestration.assets.translator import DataopsTranslator, daily_partitions, partitions_meta
 from orchestration.resources import WAREHOUSE_POOL
 
@@ -108,6 +117,46 @@ def excluded_tests(
     return sorted(found)
 
 
+def with_table_metadata(
+    context: AssetExecutionContext,
+    events: Sequence[Any],
+    settings: Settings,
+    manifest: Mapping[str, Any],
+) -> Iterator[Any]:
+    """The events of a finished dbt invocation, each materialisation with the table's row count
+    and monitored metrics (orchestration/assets/metadata.py) as numbers the UI plots."""
+    nodes = manifest.get("nodes", {})
+    relations: dict[str, str] = {}
+    invocations: set[str] = set()
+    for event in events:
+        if isinstance(event, (Output, AssetMaterialization)):
+            unique_id = _metadata_text(event.metadata, "unique_id")
+            relation = (nodes.get(unique_id or "") or {}).get("relation_name")
+            if unique_id and relation:
+                relations[unique_id] = relation
+                invocations.add(_metadata_text(event.metadata, "invocation_id") or "")
+    try:
+        measured = built_table_metadata(settings.warehouse_path, relations, invocations - {""})
+    except duckdb.Error as error:
+        context.log.warning(
+            f"No row counts on this step's materialisations: {settings.warehouse_path} could "
+            f"not be read ({error})."
+        )
+        measured = {}
+    for event in events:
+        if isinstance(event, (Output, AssetMaterialization)):
+            extra = measured.get(_metadata_text(event.metadata, "unique_id") or "")
+            if extra:
+                event = event.with_metadata({**event.metadata, **extra})
+        yield event
+
+
+def _metadata_text(metadata: Mapping[str, Any], key: str) -> str | None:
+    value = metadata.get(key)
+    value = getattr(value, "value", value)
+    return value if isinstance(value, str) else None
+
+
 def selected_unique_ids(
     context: AssetExecutionContext, manifest: Mapping[str, Any], translator: DataopsTranslator
 ) -> set[str]:
@@ -131,7 +180,13 @@ def build_and_publish(
     """One dbt step: in place on dev; on prod a release, published only when all tests pass."""
     exclude = excluded_tests(manifest, translator, context.assets_def.keys)
     if settings.target not in PUBLISHED_TARGETS:
-        yield from dbt.cli(build_args(window, exclude_tests=exclude), context=context).stream()
+        invocation = dbt.cli(
+            build_args(window, exclude_tests=exclude), context=context, raise_on_error=False
+        )
+        yield from with_table_metadata(context, list(invocation.stream()), settings, manifest)
+        error = invocation.get_error()
+        if error is not None:
+            raise error
         return
     selected = selected_unique_ids(context, manifest, translator)
     names = sorted(manifest["nodes"][uid]["name"] for uid in selected)
@@ -156,7 +211,7 @@ def build_and_publish(
             f"Published release {result.name} ({len(result.built)} relations) in "
             f"{result.switch_seconds:.3f} s"
         )
-        yield from events
+        yield from with_table_metadata(context, events, settings, manifest)
         return
     # Nothing was published: no materialisation is recorded; the checks show what failed.
     yield from (e for e in events if isinstance(e, (AssetCheckResult, AssetCheckEvaluation)))
