@@ -24,6 +24,7 @@ from dagster import AssetKey, AssetMaterialization, Output, PartitionsDefinition
 
 from dataops.core.sql import qualified
 from dataops.core.warehouse import with_warehouse_lock_retry
+from orchestration.assets.metadata import ROW_COUNT
 
 
 @dataclass(frozen=True)
@@ -95,7 +96,9 @@ def partition_materializations(
     days: Mapping[date, int],
     partitions_def: PartitionsDefinition,
 ) -> Iterator[AssetMaterialization]:
-    """One materialisation per written day, with the build's metadata and its row count."""
+    """One materialisation per written day, with the build's metadata (not the whole table's
+    row count) and the day's rows written."""
+    metadata = {k: v for k, v in (output.metadata or {}).items() if k != ROW_COUNT}
     for day, rows in sorted(days.items()):
         key = day.isoformat()
         if not partitions_def.has_partition_key(key):
@@ -103,7 +106,7 @@ def partition_materializations(
         yield AssetMaterialization(
             asset_key=model.asset_key,
             partition=key,
-            metadata={**(output.metadata or {}), "rows_written": rows},
+            metadata={**metadata, "rows_written": rows},
         )
 
 

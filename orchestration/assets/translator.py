@@ -1,13 +1,13 @@
 """How dbt resources become Dagster assets: keys, groups by layer, owners, automation.
 
 Everything is read from the dbt YAML through the manifest: descriptions and column schemas (the
-dagster-dbt defaults), owners from ``meta.owner`` (a model without one inherits the owners of the
-sources it is built from, transitively: a mart built from shop and payments data has both teams;
-the seed declares its owner in dbt_project.yml), the daily partitions of a model from
-``meta.partitions``, and a freshness policy on every model from its freshness SLO (the rule of
-the dbt model_freshness test: ``meta.slo.freshness_hours``, else var
-``dataops_model_freshness_hours``), which the daemon evaluates: a model not rebuilt within its
-SLO shows as failing its freshness in the UI.
+dagster-dbt defaults; a test's description becomes its asset check's), owners from
+``meta.owner`` (a model without one inherits the owners of the sources it is built from,
+transitively: a mart built from shop and payments data has both teams; the seed declares its
+owner in dbt_project.yml), the daily partitions of a model from ``meta.partitions``, and a
+freshness policy on every model from its freshness SLO (the rule of the dbt model_freshness test:
+``meta.slo.freshness_hours``, else var ``dataops_model_freshness_hours``), which the daemon
+evaluates: a model not rebuilt within its SLO shows as failing its freshness in the UI.
 """
 
 from __future__ import annotations
@@ -17,13 +17,14 @@ from datetime import timedelta
 from typing import Any
 
 from dagster import (
+    AssetCheckSpec,
     AssetKey,
     AssetSpec,
     AutomationCondition,
     DailyPartitionsDefinition,
     FreshnessPolicy,
 )
-from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings
+from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtProject
 
 RAW_PREFIX = "raw"
 SEED_GROUP = "reference"
@@ -111,7 +112,7 @@ class DataopsTranslator(DagsterDbtTranslator):
         return super().get_asset_key(dbt_resource_props)
 
     def get_asset_spec(
-        self, manifest: Mapping[str, Any], unique_id: str, project: Any
+        self, manifest: Mapping[str, Any], unique_id: str, project: DbtProject | None
     ) -> AssetSpec:
         spec = super().get_asset_spec(manifest, unique_id, project)
         hours = self._freshness_hours.get(unique_id)
@@ -144,6 +145,22 @@ class DataopsTranslator(DagsterDbtTranslator):
             owner = self._source_owners.get(dbt_resource_props["unique_id"])
             return [owner_tag(owner)] if owner else None
         return self._inherited_owners(dbt_resource_props["unique_id"]) or None
+
+    def get_asset_check_spec(
+        self,
+        asset_spec: AssetSpec,
+        manifest: Mapping[str, Any],
+        unique_id: str,
+        project: DbtProject | None,
+    ) -> AssetCheckSpec | None:
+        """dagster-dbt's check of a test, described by the test's YAML ``description`` (a
+        singular test's in tests/dbt/singular/_singular__tests.yml); dagster-dbt reads only
+        ``meta.description``."""
+        spec = super().get_asset_check_spec(asset_spec, manifest, unique_id, project)
+        description = (manifest.get("nodes", {}).get(unique_id) or {}).get("description")
+        if spec is None or spec.description or not description:
+            return spec
+        return spec._replace(description=description.strip())
 
     def get_automation_condition(
         self, dbt_resource_props: Mapping[str, Any]

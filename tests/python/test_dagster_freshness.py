@@ -86,13 +86,7 @@ def test_a_model_not_rebuilt_within_its_slo_fails_its_freshness_policy(platform)
 
 
 def _new_order_lines(platform: Platform, count: int = 40) -> Path:
-    """An order_items file with new, free lines (new ids, unit price 0: gifts) of existing
-    orders and products.
-
-    Free, so every order's amount is unchanged: the fact's tests run in its own step, before
-    the step that rebuilds fct_orders, and compare the two (relationships to fct_orders,
-    assert_order_lines_reconcile_with_orders): lines of new orders, or priced lines of existing
-    ones, fail there although the data is consistent once the run has finished."""
+    """An order_items file with new lines (new ids) of existing orders and products."""
     template = sorted((platform.archive / "shop" / "order_items").glob("*.csv"))[-1]
     with template.open(newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))[:count]
@@ -104,9 +98,7 @@ def _new_order_lines(platform: Platform, count: int = 40) -> Path:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
         for row in rows:
-            writer.writerow(
-                {**row, "order_item_id": int(row["order_item_id"]) + NEW_IDS, "unit_price": "0.00"}
-            )
+            writer.writerow({**row, "order_item_id": int(row["order_item_id"]) + NEW_IDS})
     partial.rename(target)
     return target
 
