@@ -32,7 +32,7 @@ class PartitionedModel:
     """A partitioned model's relation and the columns that say which day a row belongs to."""
 
     asset_key: AssetKey
-    relation: tuple[str, ...]  # database, schema, identifier
+    relation: tuple[str, str]  # schema, identifier (in the target's warehouse file)
     column: str  # the partition day (meta.partitions.column)
     loaded_at_field: str  # the incremental watermark (meta.partitions.loaded_at_field)
 
@@ -48,9 +48,10 @@ class PartitionedModel:
                 f"'{node.get('name')}' needs {' and '.join(missing)} (the column holding the "
                 f"partition day, the column of its incremental watermark), got {declared!r}"
             )
-        parts = (node.get("database"), node.get("schema"), node.get("alias") or node["name"])
-        return cls(asset_key, tuple(p for p in parts if p), names["column"],
-                   names["loaded_at_field"])
+        # Schema and name only: the catalog in the manifest is the file it was parsed against,
+        # the warehouse file read here is the target's.
+        relation = (node["schema"], node.get("alias") or node["name"])
+        return cls(asset_key, relation, names["column"], names["loaded_at_field"])
 
 
 def _read(warehouse: Path, sql: str, params: list[Any]) -> list[tuple]:

@@ -395,7 +395,7 @@ def test_a_run_without_partitions_records_the_days_whose_rows_it_wrote(tmp_path)
     )
 
     node = {
-        "name": "fct", "database": "wh", "schema": "marts", "alias": "fct",
+        "name": "fct", "database": "parsed_elsewhere", "schema": "marts", "alias": "fct",
         "original_file_path": "models/fct.sql",
         "config": {"meta": {"partitions": {
             "daily_start": "2025-01-01", "column": "order_date", "loaded_at_field": "_loaded_at",
