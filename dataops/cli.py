@@ -6,6 +6,7 @@ import argparse
 import sys
 import time
 from collections.abc import Sequence
+from datetime import date
 from typing import TYPE_CHECKING
 
 from dataops.cicd.commands import add_commands as add_cicd_commands
@@ -50,6 +51,7 @@ def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
         days=args.days,
         seed=args.seed,
         overwrite=args.overwrite,
+        **({"start": args.start} if args.start else {}),
     )
     for key in sorted(summary.rows):
         print(f"  {key:<24} {summary.files[key]:>4} files {summary.rows[key]:>12,} rows")
@@ -201,6 +203,12 @@ def _add_generate_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--days", type=int, default=30, help="daily batches to write (default 30)")
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument(
+        "--start",
+        type=date.fromisoformat,
+        help="date of the first daily batch, YYYY-MM-DD (default 2025-01-01); a recent start "
+        "gives monitors that look back from today (Elementary's) data to look at",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -228,6 +228,8 @@ def test_report_renders_in_chromium_with_charts_incidents_and_lineage(incident, 
         ("{revenue_date: [mean]}",
          "metric 'mean' needs a numeric column, but its data_type is 'date'"),
         ("{nope: [null_rate]}", "'nope' is not a staged column"),
+        ("{net_revenue: [mean]}\n          event_time: revenue_date",
+         "event_time is 'revenue_date': expected a staged timestamp column (declared: none)"),
     ],
 )
 def test_a_wrong_monitors_block_fails_naming_file_table_and_value(
