@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
 
-from dagster import DefaultRunLauncher, Field, Int, QueuedRunCoordinator, StringSource
+from dagster import Bool, DefaultRunLauncher, Field, Int, QueuedRunCoordinator, StringSource
 from dagster._core.launcher.base import LaunchRunContext
 from dagster._serdes import ConfigurableClassData, serialize_value
 
@@ -93,7 +93,8 @@ class StandbyRunLauncher(DefaultRunLauncher):
 
     Config (dagster.yaml ``run_launcher.config``): ``module``, the code location module to warm
     up (``orchestration.definitions``); ``standby_workers``: 1 keeps a warm worker, 0 launches
-    every run the default way.
+    every run the default way; ``preload_dbt``: the warm worker also parses the dbt project
+    while it waits, and its dbt steps run dbt in-process on it (dataops/dbt/preloaded.py).
     """
 
     def __init__(
@@ -101,9 +102,11 @@ class StandbyRunLauncher(DefaultRunLauncher):
         inst_data: ConfigurableClassData | None = None,
         module: str = "orchestration.definitions",
         standby_workers: int = 1,
+        preload_dbt: bool = True,
     ):
         super().__init__(inst_data=inst_data)
         self._module = module
+        self._preload_dbt = preload_dbt
         self._enabled = standby_workers > 0 and is_daemon_process()
         self._lock = threading.Lock()
         self._standby: Standby | None = None
@@ -116,6 +119,7 @@ class StandbyRunLauncher(DefaultRunLauncher):
                 StringSource, is_required=False, default_value="orchestration.definitions"
             ),
             "standby_workers": Field(Int, is_required=False, default_value=1),
+            "preload_dbt": Field(Bool, is_required=False, default_value=True),
         }
 
     @classmethod
@@ -135,8 +139,9 @@ class StandbyRunLauncher(DefaultRunLauncher):
         if self._standby is not None and self._standby.process.poll() is None:
             return
         fingerprint = code_fingerprint(_manifest())
+        options = [] if self._preload_dbt else ["--no-dbt-preload"]
         process = subprocess.Popen(
-            [sys.executable, "-m", "orchestration.run_worker", self._module],
+            [sys.executable, "-m", "orchestration.run_worker", self._module, *options],
             stdin=subprocess.PIPE,
             cwd=os.getcwd(),
             text=True,
