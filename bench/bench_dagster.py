@@ -114,6 +114,22 @@ def _load() -> str:
     return " ".join(f"{x:.1f}" for x in os.getloadavg())
 
 
+def sensor_tick(instance, landed_at: float, created: float) -> tuple[float, float] | None:
+    """(start, end) of the landing sensor's tick that created the run: the last tick that
+    started after the file landed and before the run was created."""
+    from dagster._core.scheduler.instigation import InstigatorType
+
+    for state in instance.all_instigator_state(instigator_type=InstigatorType.SENSOR):
+        if state.name != "landed_files":
+            continue
+        ticks = instance.get_ticks(state.instigator_origin_id, state.selector_id, limit=20)
+        started = [t for t in ticks if landed_at <= t.timestamp <= created]
+        if started:
+            tick = max(started, key=lambda t: t.timestamp)
+            return tick.timestamp, tick.end_timestamp or created
+    return None
+
+
 def run_parts(instance, run_id: str) -> list[tuple[str, float]]:
     """Where a run's time goes, from its event log: the daemon dequeuing it, the run worker
     starting (a new process importing the code location), each step, and the gaps between."""
@@ -200,11 +216,19 @@ def bench_startup(home: Path) -> None:
         )
 
 
-def bench_latency(home: Path, samples: int, standby_workers: int, bytecode: bool = True) -> None:
+def bench_latency(
+    home: Path,
+    samples: int,
+    standby_workers: int,
+    bytecode: bool = True,
+    preload_dbt: bool = True,
+) -> None:
     """``standby_workers`` 0: every run worker is a new process (Dagster's default launch path);
     1: the instance config's launcher hands runs to a worker warmed up in advance.
-    ``bytecode`` False: every process compiles its imports from source (an environment without
-    compiled bytecode and PYTHONDONTWRITEBYTECODE set, as before `make install` compiled it)."""
+    ``preload_dbt`` False: the warm worker does not parse the dbt project in advance (each dbt
+    step starts a dbt process). ``bytecode`` False: every process compiles its imports from source
+    (an environment without compiled bytecode and PYTHONDONTWRITEBYTECODE set, as before
+    `make install` compiled it)."""
     from dagster import DagsterInstance, RunsFilter
     from dagster._core.instance.ref import InstanceRef
 
@@ -212,9 +236,14 @@ def bench_latency(home: Path, samples: int, standby_workers: int, bytecode: bool
     dagster_home = install_instance(home / "dagster_home")
     config = dagster_home / "dagster.yaml"
     config.write_text(
-        config.read_text().replace("standby_workers: 1", f"standby_workers: {standby_workers}")
+        config.read_text()
+        .replace("standby_workers: 1", f"standby_workers: {standby_workers}")
+        .replace("preload_dbt: true", f"preload_dbt: {str(preload_dbt).lower()}")
     )
-    print(f"--- run launcher: standby_workers {standby_workers}; compiled bytecode: {bytecode}")
+    print(
+        f"--- run launcher: standby_workers {standby_workers}, preload_dbt {preload_dbt}; "
+        f"compiled bytecode: {bytecode}"
+    )
     env = dagster_env(home, dagster_home)
     if not bytecode:
         # An empty cache folder: Python then finds no .pyc and, not writing any, compiles each
@@ -260,6 +289,7 @@ def bench_latency(home: Path, samples: int, standby_workers: int, bytecode: bool
                 created = record.create_timestamp.timestamp()
                 total = record.end_time - landed_at
                 pickup = created - landed_at
+                tick = sensor_tick(instance, landed_at, created)
                 queued = record.start_time - created
                 duration = record.end_time - record.start_time
                 print(
@@ -269,6 +299,12 @@ def bench_latency(home: Path, samples: int, standby_workers: int, bytecode: bool
                 )
                 print(
                     "         parts: "
+                    + (
+                        f"sensor tick started {tick[0] - landed_at:.1f} s after landing, "
+                        f"run created {created - tick[0]:.1f} s after the tick started, "
+                        if tick
+                        else ""
+                    )
                     + ", ".join(
                         f"{name} {seconds:.1f} s"
                         for name, seconds in run_parts(instance, run.run_id)
@@ -314,6 +350,12 @@ def main() -> None:
     parser.add_argument(
         "--compare",
         action="store_true",
+        help="latency with the warm run worker alone (no dbt preload), then with the dbt "
+        "project preloaded in it (dbt steps in-process)",
+    )
+    parser.add_argument(
+        "--compare-startup",
+        action="store_true",
         help="latency before (no compiled bytecode, a new run worker per run), then with "
         "compiled bytecode, then also with a warm run worker",
     )
@@ -328,9 +370,12 @@ def main() -> None:
             bench_load(home, args.repeat)
             bench_startup(home)
         print(f"load average before the latency runs: {_load()}")
-        if args.compare:  # before (no bytecode, a new run worker per run), then each change
+        if args.compare:  # the warm worker without, then with the dbt project preloaded
+            for preload in (False, True):
+                bench_latency(home, args.samples, 1, preload_dbt=preload)
+        elif args.compare_startup:  # before (no bytecode, a new run worker per run), then each
             for standby, bytecode in ((0, False), (0, True), (1, True)):
-                bench_latency(home, args.samples, standby, bytecode)
+                bench_latency(home, args.samples, standby, bytecode, preload_dbt=False)
         else:
             bench_latency(home, args.samples, args.standby_workers)
 
