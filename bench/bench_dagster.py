@@ -222,27 +222,36 @@ def bench_latency(
     standby_workers: int,
     bytecode: bool = True,
     preload_dbt: bool = True,
+    fast_sensor_loop: bool = True,
 ) -> None:
     """``standby_workers`` 0: every run worker is a new process (Dagster's default launch path);
     1: the instance config's launcher hands runs to a worker warmed up in advance.
     ``preload_dbt`` False: the warm worker does not parse the dbt project in advance (each dbt
-    step starts a dbt process). ``bytecode`` False: every process compiles its imports from source
-    (an environment without compiled bytecode and PYTHONDONTWRITEBYTECODE set, as before
-    `make install` compiled it)."""
+    step starts a dbt process). ``fast_sensor_loop`` False: the daemon's sensor loop keeps
+    Dagster's 5 s (no ``sensor_loop_seconds``). ``bytecode`` False: every process compiles its
+    imports from source (an environment without compiled bytecode and PYTHONDONTWRITEBYTECODE
+    set, as before `make install` compiled it)."""
     from dagster import DagsterInstance, RunsFilter
     from dagster._core.instance.ref import InstanceRef
 
     shutil.rmtree(home / "dagster_home", ignore_errors=True)
     dagster_home = install_instance(home / "dagster_home")
     config = dagster_home / "dagster.yaml"
-    config.write_text(
+    text = (
         config.read_text()
         .replace("standby_workers: 1", f"standby_workers: {standby_workers}")
         .replace("preload_dbt: true", f"preload_dbt: {str(preload_dbt).lower()}")
     )
+    if not fast_sensor_loop:
+        text = "\n".join(
+            line for line in text.splitlines() if "sensor_loop_seconds:" not in line
+        )
+    config.write_text(text)
     print(
         f"--- run launcher: standby_workers {standby_workers}, preload_dbt {preload_dbt}; "
-        f"compiled bytecode: {bytecode}"
+        f"sensor loop {'1 s' if fast_sensor_loop else '5 s (Dagster default)'}; "
+        f"compiled bytecode: {bytecode}",
+        flush=True,
     )
     env = dagster_env(home, dagster_home)
     if not bytecode:
@@ -350,8 +359,9 @@ def main() -> None:
     parser.add_argument(
         "--compare",
         action="store_true",
-        help="latency with the warm run worker alone (no dbt preload), then with the dbt "
-        "project preloaded in it (dbt steps in-process)",
+        help="latency with the warm run worker alone (no dbt preload, Dagster's 5 s sensor "
+        "loop), then with the dbt project preloaded in it (dbt steps in-process), then also "
+        "with the 1 s sensor loop",
     )
     parser.add_argument(
         "--compare-startup",
@@ -370,12 +380,16 @@ def main() -> None:
             bench_load(home, args.repeat)
             bench_startup(home)
         print(f"load average before the latency runs: {_load()}")
-        if args.compare:  # the warm worker without, then with the dbt project preloaded
-            for preload in (False, True):
-                bench_latency(home, args.samples, 1, preload_dbt=preload)
+        if args.compare:  # the warm worker alone, + the dbt preload, + the 1 s sensor loop
+            for preload, fast_loop in ((False, False), (True, False), (True, True)):
+                bench_latency(
+                    home, args.samples, 1, preload_dbt=preload, fast_sensor_loop=fast_loop
+                )
         elif args.compare_startup:  # before (no bytecode, a new run worker per run), then each
             for standby, bytecode in ((0, False), (0, True), (1, True)):
-                bench_latency(home, args.samples, standby, bytecode, preload_dbt=False)
+                bench_latency(
+                    home, args.samples, standby, bytecode, preload_dbt=False, fast_sensor_loop=False
+                )
         else:
             bench_latency(home, args.samples, args.standby_workers)
 
