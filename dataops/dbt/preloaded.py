@@ -6,10 +6,11 @@ dbt and the adapter, reads ``partial_parse.msgpack`` and checks every project fi
 Dagster run worker, orchestration/run_worker.py, while it waits for its run) calls
 :func:`preload`: the imports and the parse happen then, off the latency path. A dbt command is
 later run in a thread of this process with that manifest (dbt's programmatic invocation,
-through :func:`dataops.dbt.runner.invoke`): :meth:`PreloadedProject.start` returns a :class:`DbtThread`, which
-behaves as the ``subprocess.Popen`` of ``dbt ... --log-format json`` would (its ``stdout`` gives
-dbt's structured log lines at level info and above, ``returncode`` dbt's exit code), so a caller
-that reads dbt's output (dagster-dbt's invocation) sees the same events.
+through :func:`dataops.dbt.runner.invoke`): :meth:`PreloadedProject.start` returns a
+:class:`DbtThread`, which behaves as the ``subprocess.Popen`` of ``dbt ... --log-format json``
+would (its ``stdout`` gives dbt's structured log lines at level info and above, ``returncode``
+dbt's exit code), so a caller that reads dbt's output (dagster-dbt's invocation) sees the same
+events.
 
 The parsed project is used only for what it was parsed from: the same project, profiles and
 target, no ``--vars`` or selectors (both change what a parse produces) and no project file changed
