@@ -44,6 +44,7 @@ from dagster_dbt import DbtCliResource, DbtProject, dbt_assets
 from dagster_dbt.asset_utils import get_asset_check_key_for_test
 
 from dataops.core.settings import PROFILES_DIR, PROJECT_DIR, PUBLISHED_TARGETS, Settings
+from dataops.core.sql import qualified
 from dataops.publishing.wap import PUBLISHED_TYPES, ReleaseBuild
 from orchestration.assets.metadata import built_table_metadata
 from orchestration.assets.translator import DataopsTranslator, daily_partitions, partitions_meta
@@ -131,9 +132,11 @@ def with_table_metadata(
     for event in events:
         if isinstance(event, (Output, AssetMaterialization)):
             unique_id = _metadata_text(event.metadata, "unique_id")
-            relation = (nodes.get(unique_id or "") or {}).get("relation_name")
-            if unique_id and relation:
-                relations[unique_id] = relation
+            node = nodes.get(unique_id or "") or {}
+            if unique_id and node.get("relation_name"):
+                # Schema and name only: the catalog in relation_name is the file the manifest
+                # was parsed against, the warehouse file read here is the target's.
+                relations[unique_id] = qualified(node["schema"], node["alias"])
                 invocations.add(_metadata_text(event.metadata, "invocation_id") or "")
     try:
         measured = built_table_metadata(settings.warehouse_path, relations, invocations - {""})

@@ -65,10 +65,10 @@ def built_table_metadata(
 ) -> dict[str, dict[str, MetadataValue]]:
     """Row count and monitored metrics of the tables a dbt invocation built, by dbt unique id.
 
-    ``relations`` maps unique ids to dbt's relation names; one query counts them all (DuckDB
-    counts a table's rows without reading its columns) and reads what the model post-hook
+    ``relations`` maps unique ids to quoted table names; one query counts them all (a
+    ``count(*)`` per table reads no column) and reads what the model post-hook
     (``dataops_after_model_build``) measured of the monitored models in ``invocation_ids``
-    from platform.metric_history. Empty when the warehouse cannot be read.
+    from platform.metric_history. A warehouse that cannot be read raises ``duckdb.Error``.
     """
     if not relations:
         return {}

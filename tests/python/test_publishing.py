@@ -577,10 +577,9 @@ def test_a_publish_killed_mid_switch_leaves_the_previous_release_and_the_next_su
     assert "r2     abandoned" in listed and listed.splitlines()[0].startswith("* r3")
 
 
-@pytest.mark.slow
-def test_a_dagster_sensor_run_with_a_failing_test_publishes_nothing(
-    released, tmp_path, monkeypatch
-):
+def _prod_sensor_run(released, tmp_path, monkeypatch, land):
+    """A copy of the released prod home; ``land(archive, landing)`` lands files, then one tick of
+    the landing sensor and its run, in process on an ephemeral Dagster instance."""
     from dagster import DagsterInstance, build_sensor_context
 
     from orchestration.definitions import build_definitions
@@ -588,16 +587,8 @@ def test_a_dagster_sensor_run_with_a_failing_test_publishes_nothing(
     prod = released.copy(tmp_path)
     home = prod.home
     (home / "landing").rename(home / "archive")
-    folder = home / "landing" / "web" / "sessions"
-    folder.mkdir(parents=True)
-    source = sorted((home / "archive" / "web" / "sessions").glob("*.parquet"))[0]
-    with duckdb.connect() as con:  # sessions of a customer the shop does not know
-        con.execute(
-            "copy (select * replace ('u' || session_id as session_id, "
-            "987654321::bigint as customer_id) "
-            f"from read_parquet('{source}') limit 20) to '{folder / 'sessions_u.parquet'}' "
-            "(format parquet)"
-        )
+    (home / "landing").mkdir()
+    land(home / "archive", home / "landing")
     before = checksums(prod.warehouse)
     for key, value in platform_env(home, "prod").items():
         if key.startswith(("DATAOPS_", "DBT_")):
@@ -615,6 +606,28 @@ def test_a_dagster_sensor_run_with_a_failing_test_publishes_nothing(
         asset_selection=list(request.asset_selection),
         tags=request.tags,
         raise_on_error=False,
+    )
+    return prod, before, result
+
+
+@pytest.mark.slow
+def test_a_dagster_sensor_run_with_a_failing_test_publishes_nothing(
+    released, tmp_path, monkeypatch
+):
+    def unknown_customer_sessions(archive: Path, landing: Path) -> None:
+        folder = landing / "web" / "sessions"
+        folder.mkdir(parents=True)
+        source = sorted((archive / "web" / "sessions").glob("*.parquet"))[0]
+        with duckdb.connect() as con:  # sessions of a customer the shop does not know
+            con.execute(
+                "copy (select * replace ('u' || session_id as session_id, "
+                "987654321::bigint as customer_id) "
+                f"from read_parquet('{source}') limit 20) to '{folder / 'sessions_u.parquet'}' "
+                "(format parquet)"
+            )
+
+    prod, before, result = _prod_sensor_run(
+        released, tmp_path, monkeypatch, unknown_customer_sessions
     )
 
     assert not result.success
@@ -637,3 +650,29 @@ def test_a_dagster_sensor_run_with_a_failing_test_publishes_nothing(
             "max(release_id) filter (where status = 'failed') from platform.releases"
         ).fetchone()
     assert (current, failed) == (1, 2)
+
+
+@pytest.mark.slow
+def test_a_dagster_sensor_run_that_passes_publishes_with_the_published_row_counts(
+    released, tmp_path, monkeypatch
+):
+    from dagster import AssetKey
+
+    from tests.python.dagster_harness import extra_sessions
+
+    def new_sessions(archive: Path, landing: Path) -> None:
+        extra_sessions(archive, landing, 1)
+
+    prod, _, result = _prod_sensor_run(released, tmp_path, monkeypatch, new_sessions)
+    assert result.success
+    materialized = {
+        e.asset_key.to_user_string(): e.event_specific_data.materialization.metadata
+        for e in result.get_asset_materialization_events()
+    }
+    assert "marts/fct_session_conversions" in materialized
+    with duckdb.connect(str(prod.warehouse), read_only=True) as con:
+        for key, metadata in materialized.items():
+            if key.startswith(("staging/", "marts/")):
+                schema, table = AssetKey.from_user_string(key).path
+                [(rows,)] = con.execute(f'select count(*) from "{schema}"."{table}"').fetchall()
+                assert metadata["dagster/row_count"].value == rows, key
