@@ -18,7 +18,7 @@ export DBT_PROFILES_DIR := $(CURDIR)/profiles
 export DATAOPS_HOME ?= $(CURDIR)/.dataops
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: help install system-deps run test test-fast bench lock clean manifest ui lint
+.PHONY: help install system-deps run test test-fast bench lock clean manifest ui lint elementary
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -52,6 +52,14 @@ run: $(STAMP)  ## generate sample data if missing, ingest new files, dbt build, 
 DAGSTER_HOME ?= $(DATAOPS_HOME)/dagster_home
 UI_HOST ?= 127.0.0.1
 UI_PORT ?= 3000
+
+# Elementary from a fresh clone to its report (README "Elementary"); needs a dbt package hub
+# (DBT_PACKAGE_HUB_URL for a mirror). Its monitors look back 14 days from today, so the sample
+# data generated when nothing has landed yet starts 30 days ago.
+elementary: $(STAMP)  ## Elementary's package + monitors, ingest and build, then `edr report` (needs a package hub)
+	$(BIN)/dataops elementary setup
+	$(BIN)/dataops run --start $$(date -u -d '30 days ago' +%F)
+	$(BIN)/dataops elementary report
 
 manifest: $(STAMP)  ## parse the dbt project once into target/manifest.json (the Dagster definitions load it)
 	$(BIN)/dataops dbt prepare
@@ -87,5 +95,5 @@ bench: $(STAMP)  ## benchmarks that print figures (see bench/README.md)
 lock:  ## re-resolve requirements.lock from pyproject.toml
 	$(BIN)/uv pip compile --python $(BIN)/python pyproject.toml --all-extras -o requirements.lock
 
-clean:  ## remove generated data, warehouses and dbt artefacts (keeps .venv)
-	rm -rf .dataops landing target logs dbt_packages
+clean:  ## remove generated data, warehouses and dbt artefacts, Elementary's setup (keeps .venv)
+	rm -rf .dataops landing target logs dbt_packages packages.yml package-lock.yml models/elementary_monitors

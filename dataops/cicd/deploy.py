@@ -104,7 +104,9 @@ def deploy(layout: Layout, *, docs: bool = True, load_raw: bool = False) -> Depl
     if (result.target_dir / "run_results.json").is_file():
         _publish(result.target_dir / "run_results.json", layout.prod_state_dir / "run_results.json")
     if docs:
-        deployment.docs_outcome = run_dbt(settings, deploy_args(layout, "docs generate"))
+        # docs generate reads the warehouse too: take the file the way the release did
+        with wap.hold_file(settings.warehouse_path, wap.file_wait_seconds()):
+            deployment.docs_outcome = run_dbt(settings, deploy_args(layout, "docs generate"))
         if deployment.docs_outcome.success:
             for name in DOCS_FILES:
                 if (layout.deploy_target_dir / name).is_file():

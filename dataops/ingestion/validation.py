@@ -532,10 +532,13 @@ def find_nested(
     if not names:
         return []
     path, compression = staged.read_path, staged.compression
+    # Text starting with '[' or '{' as byte ranges (['[', '\\') and ['{', '|')): cheaper than
+    # left(), and a row group whose min/max rule it out is skipped unread.
     candidates = con.execute(
         "select "
         + ", ".join(
-            f"count_if(left({quote_identifier(n)}, 1) in ('{{', '['))" for n in names
+            f"count_if(({q} >= '[' and {q} < '\\') or ({q} >= '{{' and {q} < '|'))"
+            for q in map(quote_identifier, names)
         )
         + f" from {staged.relation} where {staged.scope}"
     ).fetchone()
@@ -678,16 +681,29 @@ def validate(
     return check_columns(table, staged, raw_columns) or check_rows(con, table, staged)
 
 
+def exact_conversion(file_type: str, raw_type: str) -> bool:
+    """Whether inserting a ``file_type`` value into a ``raw_type`` column keeps it or fails.
+
+    Integer to integer (a Parquet BIGINT into a declared INTEGER): DuckDB converts the value
+    unchanged or raises a conversion error (out of range); it never rounds. Any other
+    conversion (a DOUBLE into an integer rounds) must be checked before the value is converted.
+    """
+    file_kind, raw_kind = _normalise_type(file_type), _normalise_type(raw_type)
+    return file_kind == raw_kind or (file_kind in INTEGER_TYPES and raw_kind in INTEGER_TYPES)
+
+
 def loads_as_read(staged: StagedFile, raw_columns: dict[str, str]) -> bool:
-    """Whether each column of the file has its raw column's type (nothing to convert on insert).
+    """Whether each column of the file goes into its raw column unchanged or not at all.
 
     Then the file can be inserted straight from its reader and its rows checked in the raw table
-    before commit; a value that an insert would convert (a Parquet column whose type differs from
-    the raw table's) must be checked before it is converted, from the staged copy.
+    before commit (a value out of the raw column's range fails the insert: the loader then reads
+    the file through the staged copy to name the row). A value that an insert would silently
+    convert (a Parquet DOUBLE into an integer column) must be checked before it is converted,
+    from the staged copy.
     """
     raw_lower = {k.lower(): v for k, v in raw_columns.items()}
     return all(
-        _normalise_type(raw_lower.get(name.lower(), data_type)) == _normalise_type(data_type)
+        exact_conversion(data_type, raw_lower.get(name.lower(), data_type))
         for name, data_type in staged.columns.items()
     )
 

@@ -12,6 +12,12 @@ transaction; otherwise it publishes nothing, records the failing tests, keeps th
 inspection and records an ``publishing.audit_failed`` event (and posts it to ALERT_WEBHOOK_URL).
 A process that dies in between leaves the release ``building``; the next one marks it abandoned.
 
+DuckDB: when dbt runs in this process (``build_release``), the release first takes the file
+(:func:`hold_file`, retrying with jittered backoff while readers have it open) and keeps it open
+to the end; dbt-duckdb's own ``duckdb.connect`` of the same file then gets this process's open
+database instead of meeting a reader's lock. A reader that reconnects every few milliseconds can
+otherwise take the file in each gap of the build (DuckDB keeps no queue) and fail it.
+
 Where releases go is a :class:`PublishedWarehouse`: the target's DuckDB file by default
 (:func:`duckdb_warehouse`), or a PostgreSQL database (``dataops/engines/postgres.py`` makes one
 for ``dataops engines build postgres``).
@@ -22,6 +28,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -34,7 +41,7 @@ from filelock import FileLock
 from dataops.core.alerts import post_alert
 from dataops.core.events import ensure_events, record_event
 from dataops.core.settings import PROJECT_DIR, Settings
-from dataops.core.warehouse import with_warehouse_lock_retry
+from dataops.core.warehouse import is_lock_error, with_warehouse_lock_retry
 from dataops.dbt.runner import DbtOutcome, dbt_args, dbt_env, invoke, run_dbt
 from dataops.publishing import releases as rel
 from dataops.publishing.connections import Connection
@@ -43,6 +50,9 @@ RELEASE_VAR = "dataops_release"  # read by macros/utils/generate_schema_name.sql
 KEEP_ENV = "DATAOPS_RELEASES_KEEP"
 DEFAULT_KEEP = 5
 LOCK_WAIT_SECONDS = 3600.0
+# How long a release build waits for readers to let go of the DuckDB file before giving up.
+FILE_WAIT_ENV = "DATAOPS_RELEASE_FILE_WAIT_SECONDS"
+DEFAULT_FILE_WAIT_SECONDS = 600.0
 PUBLISHED_TYPES = ("model", "seed", "snapshot")
 
 
@@ -75,6 +85,50 @@ def git_commit(project_dir: Path = PROJECT_DIR) -> str | None:
     return os.environ.get("GITHUB_SHA")
 
 
+def file_wait_seconds() -> float:
+    raw = os.environ.get(FILE_WAIT_ENV) or str(DEFAULT_FILE_WAIT_SECONDS)
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = -1.0
+    if seconds <= 0:
+        raise rel.PublishingError(f"{FILE_WAIT_ENV}={raw!r}: expected a number of seconds > 0.")
+    return seconds
+
+
+@contextmanager
+def hold_file(path: Path, wait: float) -> Iterator[None]:
+    """Open the DuckDB file for writing, retrying while other processes (readers) have it open,
+    for at most ``wait`` seconds, and keep it open for the block. In this process every later
+    ``duckdb.connect`` of the file (dbt-duckdb's included) reuses the open database."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+
+    def waiting(seconds: float) -> None:
+        print(
+            f"publishing: waiting for readers to close {path} ({seconds:.0f} s so far, "
+            f"at most {wait:.0f} s)",
+            flush=True,
+        )
+
+    try:
+        con = with_warehouse_lock_retry(
+            lambda: duckdb.connect(str(path)), wait, progress=waiting
+        )
+    except duckdb.IOException as error:
+        if not is_lock_error(error):
+            raise
+        raise rel.PublishingError(
+            f"Could not open {path} for the release: other processes (readers) kept it open for "
+            f"{wait:.0f} s and DuckDB admits no writer while a reader has the file. Nothing was "
+            "built or published. Stop the readers or have them reconnect less often (or read a "
+            f"copy of the file), then retry; {FILE_WAIT_ENV} sets how long to wait. ({error})"
+        ) from error
+    try:
+        yield
+    finally:
+        con.close()
+
+
 def connect(settings: Settings) -> duckdb.DuckDBPyConnection:
     """The warehouse, waiting while another process (a reader, a sensor) holds its lock."""
     settings.warehouse_path.parent.mkdir(parents=True, exist_ok=True)
@@ -92,6 +146,9 @@ class PublishedWarehouse:
     # TimeoutError after the given seconds.
     lock: Callable[[float], AbstractContextManager[None]]
     releases_dir: Path  # per-release dbt artefacts (manifest.json, run_results.json, logs)
+    # Keeps the warehouse open for a release whose dbt runs in this process (DuckDB: the file,
+    # see hold_file); None where nothing needs holding (a server).
+    hold: Callable[[], AbstractContextManager[None]] | None = None
 
 
 @contextmanager
@@ -114,6 +171,7 @@ def duckdb_warehouse(settings: Settings) -> PublishedWarehouse:
         connect=lambda: connect(settings),
         lock=lambda timeout: file_lock(Path(f"{path}.publish.lock"), timeout),
         releases_dir=releases_dir(settings),
+        hold=lambda: hold_file(path, file_wait_seconds()),
     )
 
 
@@ -128,6 +186,9 @@ class ReleaseResult:
     switch_seconds: float | None = None
     dropped: list[int] = field(default_factory=list)
     target_dir: Path | None = None
+    # Wall seconds of the release's steps (prepare: its schemas and incremental copies; dbt: the
+    # build and its audit; publish: switch, cleanup, events), for `describe` and the bench.
+    timings: dict[str, float] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -243,6 +304,7 @@ class ReleaseBuild:
         dagster_run_id: str | None = None,
         commit: str | None = None,
         warehouse: PublishedWarehouse | None = None,
+        dbt_in_process: bool = False,
     ) -> None:
         self.settings = settings
         self.warehouse = warehouse or duckdb_warehouse(settings)
@@ -252,9 +314,13 @@ class ReleaseBuild:
         self.full_refresh = full_refresh
         self.dagster_run_id = dagster_run_id
         self.commit = commit if commit is not None else git_commit()
+        # dbt runs in this process (build_release): hold the warehouse for the whole release.
+        # Not for dbt in a subprocess (Dagster's steps): it could not open a file held here.
+        self.dbt_in_process = dbt_in_process
         self.release_id: int | None = None
         self.current: rel.Release | None = None
         self.result: ReleaseResult | None = None
+        self.timings: dict[str, float] = {}
         self._locked = ExitStack()
 
     @property
@@ -279,6 +345,8 @@ class ReleaseBuild:
                 f"{LOCK_WAIT_SECONDS:.0f} s."
             ) from error
         try:
+            if self.dbt_in_process and self.warehouse.hold is not None:
+                self._locked.enter_context(self.warehouse.hold())
             with self.warehouse.connect() as con:
                 rel.ensure_releases(con)
                 abandoned = rel.recover_interrupted(con)
@@ -321,14 +389,17 @@ class ReleaseBuild:
                 "on PostgreSQL `dataops engines build postgres` without --select)."
             )
         self.selected = selected
+        started = time.perf_counter()
         with self.warehouse.connect() as con:
             rel.prepare_release(
                 con, self.release_id, self.current, selected, full_refresh=self.full_refresh
             )
+        self.timings["prepare"] = time.perf_counter() - started
 
     def finish(self, success: bool, failures: Sequence[str] = ()) -> ReleaseResult:
         """Publish the release when the build and every test passed; else record the failure."""
         assert self.release_id is not None
+        started = time.perf_counter()
         manifest_path = self.target_dir / "manifest.json"
         manifest = _read_json(manifest_path)
         run_results = _read_json(self.target_dir / "run_results.json")
@@ -362,7 +433,9 @@ class ReleaseBuild:
                     manifest_path=str(manifest_path),
                 )
                 result.published = True
+                cleaning = time.perf_counter()
                 result.dropped = rel.cleanup(con, keep_count())
+                self.timings["cleanup"] = time.perf_counter() - cleaning
                 record_event(
                     con,
                     "publishing.published",
@@ -410,6 +483,7 @@ class ReleaseBuild:
                     message=f"release {self.name} not published: {len(failures)} failure(s)",
                     details={**payload, "webhook": delivery},
                 )
+        result.timings = {**self.timings, "publish": time.perf_counter() - started}
         self.result = result
         return result
 
@@ -471,6 +545,7 @@ def build_release(
         selection=selection,
         full_refresh=full_refresh,
         warehouse=warehouse,
+        dbt_in_process=True,
     ) as release:
         dbt_vars = {**(extra_vars or {}), **release.dbt_vars}
         release.prepare(selected_nodes(settings, release, select, exclude, dbt_vars))
@@ -485,7 +560,9 @@ def build_release(
             dbt_vars=dbt_vars,
             extra=extra,
         )
+        started = time.perf_counter()
         outcome = run_dbt(settings, args, extra_env={"DBT_LOG_PATH": str(release.target_dir)})
+        release.timings["dbt"] = time.perf_counter() - started
         failures = [f"dbt error: {outcome.exception}"] if outcome.exception else []
         result = release.finish(outcome.success, failures)
     return result, outcome
@@ -500,6 +577,10 @@ def describe(result: ReleaseResult, failures: Iterable[str] | None = None) -> li
         ]
         if result.dropped:
             lines.append(f"  cleaned up releases {', '.join(f'r{i}' for i in result.dropped)}")
+        if result.timings:
+            lines.append(
+                "  steps: " + ", ".join(f"{k} {v:.2f} s" for k, v in result.timings.items())
+            )
         return lines
     lines = [
         f"Not published: release {result.name} failed its audit; the published relations "

@@ -273,6 +273,11 @@ class Monitors(_Strict):
     volume: bool = False
     freshness: bool = False
     columns: dict[str, list[Literal["null_rate", "distinct_count", "min", "max", "mean"]]] = {}
+    event_time: str | None = Field(
+        None,
+        description="staged timestamp column that dates each record (when it happened, not when "
+        "it was loaded); Elementary's volume and freshness monitors bucket rows by it",
+    )
 
     @field_validator("columns")
     @classmethod
@@ -280,6 +285,10 @@ class Monitors(_Strict):
         for name in value:
             _identifier(name)
         return value
+
+    _check_event_time = field_validator("event_time")(
+        classmethod(lambda cls, v: v if v is None else _identifier(v))
+    )
 
 
 class Relationship(_Strict):
@@ -695,6 +704,14 @@ def _parse_table(
                         f"metric {metric!r} on data_type {types[name]!r}: expected a numeric "
                         f"column (or one of {OTHER_METRICS})",
                     )
+        if monitors.event_time and not _is_timestamp_type(types.get(monitors.event_time, "")):
+            timestamps = [n for n, data_type in types.items() if _is_timestamp_type(data_type)]
+            raise _fail(
+                path,
+                f"{where}.config.meta.monitors.event_time",
+                f"{monitors.event_time!r} is not a staged timestamp column: expected one of "
+                f"{timestamps}",
+            )
     if source_meta.extract:
         expected_path = f"{source_name}/{{table}}"
         if landing.format != "jsonl" or landing.path != expected_path:

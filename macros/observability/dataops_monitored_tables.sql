@@ -5,7 +5,7 @@
     a wrong key, metric or column fails with a compiler error naming the file and the value.
 
     Shape (dataops/sources/registry.py `Monitors` validates the same block on the Python side):
-        monitors: {volume: true, freshness: true,
+        monitors: {volume: true, freshness: true, event_time: created_at,
                    columns: {amount: [null_rate, mean, min, max, distinct_count]}}
     Column names are staged names (after rename, or derived columns): a source's column metrics
     are measured on its staging model. Every monitored source is also checked for schema changes
@@ -14,8 +14,8 @@
     database (the relation's catalog),
     measured_relation (the staging model, or the model), loaded_at_field, volume, freshness,
     schema, schema_drift (the declared policy: additive or strict), sla_warn_hours,
-    sla_error_hours, declared ([{name, data_type, expression}]) and
-    columns ({staged name: [metrics]}).
+    sla_error_hours, declared ([{name, data_type, expression}]), columns ({staged name:
+    [metrics]}) and event_time (the staged timestamp column dating each record, or none).
 -#}
 {% macro dataops_monitored_tables() -%}
     {%- set found = [] -%}
@@ -41,7 +41,7 @@
         else (node.patch_path or node.original_file_path).split('://')[-1] -%}
     {%- set where = declared_in ~ ": " ~ kind ~ " '"
         ~ ((node.source_name ~ '.') if kind == 'source' else '') ~ node.name ~ "', meta.monitors" -%}
-    {%- set known_keys = ['volume', 'freshness', 'columns'] -%}
+    {%- set known_keys = ['volume', 'freshness', 'columns', 'event_time'] -%}
     {%- set known_metrics = ['null_rate', 'distinct_count', 'min', 'max', 'mean'] -%}
     {%- set numeric_metrics = ['min', 'max', 'mean'] -%}
     {%- if monitors is not mapping -%}
@@ -53,7 +53,7 @@
             {{ exceptions.raise_compiler_error(where ~ ": unknown key '" ~ key ~ "'; expected one of "
                 ~ known_keys | join(', ') ~ ".") }}
         {%- endif -%}
-        {%- if key != 'columns' and monitors[key] is not sameas true and monitors[key] is not sameas false -%}
+        {%- if key in ['volume', 'freshness'] and monitors[key] is not sameas true and monitors[key] is not sameas false -%}
             {{ exceptions.raise_compiler_error(where ~ "." ~ key ~ " is '" ~ monitors[key]
                 ~ "': expected true or false.") }}
         {%- endif -%}
@@ -99,6 +99,19 @@
             {%- endif -%}
         {%- endfor -%}
     {%- endfor -%}
+    {#- event_time: the staged timestamp column dating each record (Elementary's monitors); the
+        same rule as registry.py `_is_timestamp_type`. -#}
+    {%- set timestamps = [] -%}
+    {%- for name, data_type in types.items() if modules.re.match('timestamp', data_type)
+            and 'zone' not in data_type and data_type != 'timestamptz' -%}
+        {%- do timestamps.append(name) -%}
+    {%- endfor -%}
+    {%- set event_time = monitors.get('event_time') -%}
+    {%- if event_time is not none and (event_time is not string or event_time not in timestamps) -%}
+        {{ exceptions.raise_compiler_error(where ~ ".event_time is '" ~ event_time
+            ~ "': expected a staged timestamp column (declared: "
+            ~ (timestamps | sort | join(', ') or 'none') ~ ").") }}
+    {%- endif -%}
     {%- do validate_identifier(node.name, where) -%}
     {%- set freshness = node.freshness or {} if kind == 'source' else {} -%}
     {%- set hours = {'minute': 1 / 60, 'hour': 1, 'day': 24} -%}
@@ -139,5 +152,6 @@
         'sla_error_hours': sla.get('error_after'),
         'declared': declared,
         'columns': columns,
+        'event_time': event_time,
     }) }}
 {%- endmacro %}

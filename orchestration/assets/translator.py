@@ -1,10 +1,10 @@
 """How dbt resources become Dagster assets: keys, groups by layer, owners, automation.
 
 Everything is read from the dbt YAML through the manifest: descriptions and column schemas (the
-dagster-dbt defaults), owners from ``meta.owner`` (a model without one inherits the owners of the
-sources it is built from, transitively: a mart built from shop and payments data has both teams;
-the seed declares its owner in dbt_project.yml), and the daily partitions of a model from
-``meta.partitions``.
+dagster-dbt defaults; a test's description becomes its asset check's), owners from
+``meta.owner`` (a model without one inherits the owners of the sources it is built from,
+transitively: a mart built from shop and payments data has both teams; the seed declares its
+owner in dbt_project.yml), and the daily partitions of a model from ``meta.partitions``.
 """
 
 from __future__ import annotations
@@ -12,8 +12,14 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from dagster import AssetKey, AutomationCondition, DailyPartitionsDefinition
-from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings
+from dagster import (
+    AssetCheckSpec,
+    AssetKey,
+    AssetSpec,
+    AutomationCondition,
+    DailyPartitionsDefinition,
+)
+from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtProject
 
 RAW_PREFIX = "raw"
 SEED_GROUP = "reference"
@@ -119,6 +125,22 @@ class DataopsTranslator(DagsterDbtTranslator):
             owner = self._source_owners.get(dbt_resource_props["unique_id"])
             return [owner_tag(owner)] if owner else None
         return self._inherited_owners(dbt_resource_props["unique_id"]) or None
+
+    def get_asset_check_spec(
+        self,
+        asset_spec: AssetSpec,
+        manifest: Mapping[str, Any],
+        unique_id: str,
+        project: DbtProject | None,
+    ) -> AssetCheckSpec | None:
+        """dagster-dbt's check of a test, described by the test's YAML ``description`` (a
+        singular test's in tests/dbt/singular/_singular__tests.yml); dagster-dbt reads only
+        ``meta.description``."""
+        spec = super().get_asset_check_spec(asset_spec, manifest, unique_id, project)
+        description = (manifest.get("nodes", {}).get(unique_id) or {}).get("description")
+        if spec is None or spec.description or not description:
+            return spec
+        return spec._replace(description=description.strip())
 
     def get_automation_condition(
         self, dbt_resource_props: Mapping[str, Any]

@@ -59,6 +59,7 @@ def declaration() -> dict:
                                 "monitors": {
                                     "volume": True,
                                     "freshness": True,
+                                    "event_time": "created_at",
                                     "columns": {"balance": ["null_rate", "mean"]},
                                 },
                             }

@@ -14,8 +14,15 @@ from pathlib import Path
 import pytest
 from dagster import AssetKey, DagsterInstance, DailyPartitionsDefinition, build_sensor_context
 
+from dataops.core.settings import load_settings
 from dataops.dbt.manifest import ManifestMissingError, load_manifest
-from orchestration.assets.dbt import build_args, partition_vars
+from orchestration.assets.dbt import (
+    build_args,
+    build_dbt_assets,
+    excluded_tests,
+    partition_vars,
+)
+from orchestration.assets.translator import DataopsTranslator
 from orchestration.checks.freshness import CHECK_NAME as FRESHNESS
 from orchestration.definitions import build_definitions
 from orchestration.sensors.alerts import post_webhook
@@ -134,6 +141,64 @@ def test_the_incremental_fact_has_daily_partitions_passed_to_dbt_as_vars(graph):
 def test_models_follow_their_upstream_through_automation_conditions(graph):
     assert graph.get(K("marts/fct_orders")).automation_condition is not None
     assert graph.get(K("staging/stg_shop__orders")).automation_condition is not None
+
+
+# The asset each singular test (tests/dbt/singular/) checks: its parent built last.
+SINGULAR_CHECKS = {
+    "assert_order_lines_reconcile_with_orders": "marts/fct_order_items",
+    "assert_refunds_do_not_exceed_payments": "staging/stg_payments__refunds",
+}
+
+
+def _singular_tests(manifest: dict) -> dict[str, dict]:
+    return {
+        node["name"]: node
+        for node in manifest["nodes"].values()
+        if node["resource_type"] == "test" and not node.get("test_metadata")
+    }
+
+
+def test_each_singular_test_is_an_asset_check_of_the_asset_it_names(prepared_home, graph):
+    manifest = load_manifest(prepared_home / "target" / "manifest.json")
+    checks = {k.name: k.asset_key.to_user_string() for k in graph.asset_check_keys}
+    # Every singular test of the project is a check (a test with several parents and no
+    # meta.dagster.ref would silently be none) ...
+    assert {name: checks.get(name) for name in _singular_tests(manifest)} == SINGULAR_CHECKS
+    # ... with its YAML description, and blocking like the other error-severity dbt tests.
+    specs = {s.name: s for a in graph.assets_defs for s in a.check_specs}
+    assert specs["assert_refunds_do_not_exceed_payments"].description == (
+        "A payment is never refunded more than was paid."
+    )
+    assert specs["assert_order_lines_reconcile_with_orders"].blocking
+
+
+def test_a_step_leaves_out_the_tests_checked_in_another_step(prepared_home, defs):
+    manifest = load_manifest(prepared_home / "target" / "manifest.json")
+    translator = DataopsTranslator(manifest)
+    steps = {a.op.name: a for a in defs.assets if getattr(a, "op", None) and "dbt" in a.op.name}
+    assert set(steps) == {"dbt_models", "dbt_partitioned_models", "dbt_downstream_of_partitioned"}
+    assert K("marts/fct_orders") in steps["dbt_models"].keys
+    assert K("marts/dim_products") in steps["dbt_downstream_of_partitioned"].keys
+    # fct_orders is rebuilt before the fact: the reconciliation reads both, so it runs (and is
+    # a check) with the fact, never in the step of fct_orders.
+    elsewhere = excluded_tests(manifest, translator, steps["dbt_models"].keys)
+    assert "dataops.singular.assert_order_lines_reconcile_with_orders" in elsewhere
+    assert excluded_tests(manifest, translator, steps["dbt_partitioned_models"].keys) == []
+    assert build_args(None, exclude_tests=["b.t2", "a.t1", "b.t2"]) == [
+        "build", "--exclude", "a.t1 b.t2"
+    ]
+
+
+def test_a_singular_test_checking_a_table_built_before_another_it_reads_is_refused(
+    prepared_home, monkeypatch
+):
+    manifest = json.loads((prepared_home / "target" / "manifest.json").read_text())
+    test = _singular_tests(manifest)["assert_order_lines_reconcile_with_orders"]
+    test["config"]["meta"]["dagster"]["ref"] = {"name": "fct_orders"}
+    test["meta"]["dagster"]["ref"] = {"name": "fct_orders"}
+    monkeypatch.setenv("DATAOPS_HOME", str(prepared_home))
+    with pytest.raises(ValueError, match=r"set its meta.dagster.ref to \{name: fct_order_items\}"):
+        build_dbt_assets(manifest, load_settings("dev"))
 
 
 # --- the landing sensor ------------------------------------------------------------------------

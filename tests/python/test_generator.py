@@ -16,6 +16,7 @@ import duckdb
 import pytest
 
 from dataops.sample_data.generator import TABLES, GenerationSummary, generate, main
+from tests.python.conftest import dataops
 
 ORDER_ITEMS, DAYS, START = 5_000, 10, date(2025, 1, 1)
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -528,6 +529,13 @@ def test_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     assert main(argv) == 2
     assert "--overwrite" in capsys.readouterr().err
     assert main([*argv, "--overwrite"]) == 0
+
+
+def test_dataops_generate_starts_on_the_given_date(tmp_path: Path) -> None:
+    """`dataops generate|run --start` (make elementary starts the sample 30 days ago)."""
+    dataops(tmp_path, "generate", "--order-items", "300", "--days", "2", "--start", "2026-11-30")
+    orders = sorted(p.name for p in (tmp_path / "landing" / "shop" / "orders").iterdir())
+    assert orders == ["orders_2026-11-30.csv", "orders_2026-12-01.csv"]
 
 
 def test_runs_as_a_module(tmp_path: Path) -> None:

@@ -295,6 +295,22 @@ def parquet_fraction_in_integer(folder: Path, template: Path) -> Path:
     return _parquet(folder, template, "sessions_2099-01-01.parquet", select)
 
 
+def parquet_wider_integer(folder: Path, template: Path) -> Path:
+    """page_views as BIGINT where INTEGER is declared: inserted directly, converted exactly."""
+    select = "* replace (cast(page_views as bigint) as page_views)"
+    return _parquet(folder, template, "sessions_2099-01-01.parquet", select)
+
+
+def parquet_integer_out_of_range(folder: Path, template: Path) -> Path:
+    """One BIGINT page_views value beyond INTEGER's range (row 3): the direct insert fails, the
+    staged copy names the row."""
+    select = (
+        "* replace (case when row_number() over () = 3 then 3000000000 "
+        "else cast(page_views as bigint) end as page_views)"
+    )
+    return _parquet(folder, template, "sessions_2099-01-01.parquet", select)
+
+
 def parquet_nested_in_varchar(folder: Path, template: Path) -> Path:
     select = "* replace ({'name': device} as device)"
     return _parquet(folder, template, "sessions_2099-01-01.parquet", select)
@@ -416,6 +432,11 @@ CASES = [
          where={"line": 3, "column": "unit_price"}),
     Case("fraction in an integer column (Parquet)", "web.sessions", parquet_fraction_in_integer,
          "quarantined", ("type_cast", "column_retyped")),
+    Case("wider integer type than declared (Parquet)", "web.sessions", parquet_wider_integer,
+         "loaded"),
+    Case("integer out of the declared range (Parquet)", "web.sessions",
+         parquet_integer_out_of_range, "quarantined", ("type_cast",), "3000000000",
+         where={"row": 3, "column": "page_views", "value": "3000000000"}),
     Case("struct in a varchar column (Parquet)", "web.sessions", parquet_nested_in_varchar,
          "quarantined", ("nested_value",), "nested type"),
 ]  # fmt: skip

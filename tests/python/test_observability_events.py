@@ -181,7 +181,7 @@ def test_failed_test_quarantined_file_and_anomaly_are_events_joined_by_ids(incid
         left join platform.events as loaded
             on loaded.event_type = 'file.loaded' and loaded.file_name = 'payments_2099-01-01.json'
         where anomaly.event_type = 'anomaly.detected'
-            and anomaly.node_id like 'test.dataops.source_freshness_anomaly%'
+            and anomaly.node_id like 'test.dataops.freshness_anomaly.%'
             and anomaly.source_name = 'payments'
     """)
     assert anomalies == [("payments", True)]
@@ -228,6 +228,8 @@ def test_report_renders_in_chromium_with_charts_incidents_and_lineage(incident, 
         ("{revenue_date: [mean]}",
          "metric 'mean' needs a numeric column, but its data_type is 'date'"),
         ("{nope: [null_rate]}", "'nope' is not a staged column"),
+        ("{net_revenue: [mean]}\n          event_time: revenue_date",
+         "event_time is 'revenue_date': expected a staged timestamp column (declared: none)"),
     ],
 )
 def test_a_wrong_monitors_block_fails_naming_file_table_and_value(

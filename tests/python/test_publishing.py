@@ -125,6 +125,73 @@ def test_an_interrupted_release_is_abandoned_and_its_schemas_dropped(tmp_path):
     assert rel.begin_release(con, trigger="test", selection="all", git_commit=None) == 10
 
 
+HOLDER = """
+import sys, time, duckdb
+con = duckdb.connect(sys.argv[1], read_only=True)
+print("open", flush=True)
+time.sleep(float(sys.argv[2]))
+con.close()
+"""
+
+
+def _reader_holding(path: Path, seconds: float) -> subprocess.Popen[str]:
+    """A reader process that keeps the file open (read-only) for ``seconds``, once it says so."""
+    reader = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(path), str(seconds)], stdout=subprocess.PIPE, text=True
+    )
+    assert reader.stdout.readline() == "open\n"
+    return reader
+
+
+def test_a_release_takes_the_file_once_readers_let_go_and_dbt_reuses_it(
+    tmp_path, monkeypatch, capsys
+):
+    path = tmp_path / "w.duckdb"
+    duckdb.connect(str(path)).close()
+    monkeypatch.setattr("dataops.core.warehouse.PROGRESS_SECONDS", 0.5)
+    reader = _reader_holding(path, 2.0)
+    started = time.monotonic()
+    with wap.hold_file(path, wait=60):
+        assert time.monotonic() - started > 1.0  # it waited for the reader
+        assert "waiting for readers to close" in capsys.readouterr().out
+        # what dbt-duckdb does in the same process: it gets the open database, no lock met
+        with duckdb.connect(str(path), read_only=False, config={}) as con:
+            con.execute("create table t as select 1 as x")
+        # meanwhile no other process can take the file
+        late = subprocess.run(
+            [sys.executable, "-c", HOLDER, str(path), "0"], capture_output=True, text=True
+        )
+        assert late.returncode != 0 and "lock" in late.stderr.lower()
+    reader.wait(timeout=30)
+    with duckdb.connect(str(path), read_only=True) as con:
+        assert con.execute("select x from t").fetchall() == [(1,)]
+
+
+def test_a_release_gives_up_on_readers_naming_the_file_and_records_nothing(tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    monkeypatch.setenv("DATAOPS_HOME", str(home))
+    monkeypatch.setenv(wap.FILE_WAIT_ENV, "1.5")
+    settings = load_settings("prod")
+    settings.warehouse_path.parent.mkdir(parents=True)
+    with duckdb.connect(str(settings.warehouse_path)) as con:
+        rel.ensure_releases(con)
+    reader = _reader_holding(settings.warehouse_path, 30.0)
+    try:
+        with (
+            pytest.raises(rel.PublishingError) as raised,
+            wap.ReleaseBuild(settings, trigger="test", commit="x", dbt_in_process=True),
+        ):
+            raise AssertionError("the release must not start")
+    finally:
+        reader.kill()
+        reader.wait(timeout=30)
+    message = str(raised.value)
+    assert f"Could not open {settings.warehouse_path}" in message
+    assert "Nothing was built or published" in message and wap.FILE_WAIT_ENV in message
+    with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
+        assert rel.list_releases(con) == []
+
+
 def test_a_partial_release_reads_what_it_did_not_build_from_the_current_one(tmp_path):
     con = duckdb.connect(str(tmp_path / "w.duckdb"))
     rel.ensure_releases(con)
@@ -406,10 +473,13 @@ while time.monotonic() < deadline:
     if not seen or seen[-1] != snapshot:
         seen.append(snapshot)
     print(json.dumps({k: [str(x) for x in v] for k, v in snapshot.items()}), flush=True)
-    # A reader that reconnects every 20 ms can starve the writer: DuckDB has no lock queue, and
-    # dbt-duckdb's 5 connect attempts all met a read lock once under load (CI, 2026-12-02).
-    time.sleep(0.2)
+    time.sleep(float(sys.argv[4]))
 """
+# A reader reconnecting every 20 ms once starved a release build in CI (2026-12-02): DuckDB keeps
+# no lock queue and dbt-duckdb's 5 connect attempts all met the reader's lock. The release now
+# takes the file with its own jittered retries and holds it (wap.hold_file): the test polls as
+# tightly as that reader did.
+READER_POLL_SECONDS = "0.02"
 
 
 def _observed(output: str) -> list[dict]:
@@ -443,7 +513,15 @@ def test_readers_see_whole_releases_only_and_rollback_restores_the_previous(rele
     log = tmp_path / "reader.jsonl"
     with log.open("w") as out:
         reader = subprocess.Popen(
-            [sys.executable, "-c", READER, str(prod.warehouse), "900", str(REPO_ROOT)],
+            [
+                sys.executable,
+                "-c",
+                READER,
+                str(prod.warehouse),
+                "900",
+                str(REPO_ROOT),
+                READER_POLL_SECONDS,
+            ],
             stdout=out,
             stderr=subprocess.PIPE,
             text=True,
@@ -499,10 +577,9 @@ def test_a_publish_killed_mid_switch_leaves_the_previous_release_and_the_next_su
     assert "r2     abandoned" in listed and listed.splitlines()[0].startswith("* r3")
 
 
-@pytest.mark.slow
-def test_a_dagster_sensor_run_with_a_failing_test_publishes_nothing(
-    released, tmp_path, monkeypatch
-):
+def _prod_sensor_run(released, tmp_path, monkeypatch, land):
+    """A copy of the released prod home; ``land(archive, landing)`` lands files, then one tick of
+    the landing sensor and its run, in process on an ephemeral Dagster instance."""
     from dagster import DagsterInstance, build_sensor_context
 
     from orchestration.definitions import build_definitions
@@ -510,16 +587,8 @@ def test_a_dagster_sensor_run_with_a_failing_test_publishes_nothing(
     prod = released.copy(tmp_path)
     home = prod.home
     (home / "landing").rename(home / "archive")
-    folder = home / "landing" / "web" / "sessions"
-    folder.mkdir(parents=True)
-    source = sorted((home / "archive" / "web" / "sessions").glob("*.parquet"))[0]
-    with duckdb.connect() as con:  # sessions of a customer the shop does not know
-        con.execute(
-            "copy (select * replace ('u' || session_id as session_id, "
-            "987654321::bigint as customer_id) "
-            f"from read_parquet('{source}') limit 20) to '{folder / 'sessions_u.parquet'}' "
-            "(format parquet)"
-        )
+    (home / "landing").mkdir()
+    land(home / "archive", home / "landing")
     before = checksums(prod.warehouse)
     for key, value in platform_env(home, "prod").items():
         if key.startswith(("DATAOPS_", "DBT_")):
@@ -537,6 +606,28 @@ def test_a_dagster_sensor_run_with_a_failing_test_publishes_nothing(
         asset_selection=list(request.asset_selection),
         tags=request.tags,
         raise_on_error=False,
+    )
+    return prod, before, result
+
+
+@pytest.mark.slow
+def test_a_dagster_sensor_run_with_a_failing_test_publishes_nothing(
+    released, tmp_path, monkeypatch
+):
+    def unknown_customer_sessions(archive: Path, landing: Path) -> None:
+        folder = landing / "web" / "sessions"
+        folder.mkdir(parents=True)
+        source = sorted((archive / "web" / "sessions").glob("*.parquet"))[0]
+        with duckdb.connect() as con:  # sessions of a customer the shop does not know
+            con.execute(
+                "copy (select * replace ('u' || session_id as session_id, "
+                "987654321::bigint as customer_id) "
+                f"from read_parquet('{source}') limit 20) to '{folder / 'sessions_u.parquet'}' "
+                "(format parquet)"
+            )
+
+    prod, before, result = _prod_sensor_run(
+        released, tmp_path, monkeypatch, unknown_customer_sessions
     )
 
     assert not result.success
@@ -559,3 +650,29 @@ def test_a_dagster_sensor_run_with_a_failing_test_publishes_nothing(
             "max(release_id) filter (where status = 'failed') from platform.releases"
         ).fetchone()
     assert (current, failed) == (1, 2)
+
+
+@pytest.mark.slow
+def test_a_dagster_sensor_run_that_passes_publishes_with_the_published_row_counts(
+    released, tmp_path, monkeypatch
+):
+    from dagster import AssetKey
+
+    from tests.python.dagster_harness import extra_sessions
+
+    def new_sessions(archive: Path, landing: Path) -> None:
+        extra_sessions(archive, landing, 1)
+
+    prod, _, result = _prod_sensor_run(released, tmp_path, monkeypatch, new_sessions)
+    assert result.success
+    materialized = {
+        e.asset_key.to_user_string(): e.event_specific_data.materialization.metadata
+        for e in result.get_asset_materialization_events()
+    }
+    assert "marts/fct_session_conversions" in materialized
+    with duckdb.connect(str(prod.warehouse), read_only=True) as con:
+        for key, metadata in materialized.items():
+            if key.startswith(("staging/", "marts/")):
+                schema, table = AssetKey.from_user_string(key).path
+                [(rows,)] = con.execute(f'select count(*) from "{schema}"."{table}"').fetchall()
+                assert metadata["dagster/row_count"].value == rows, key

@@ -167,6 +167,12 @@ INVALID: dict[str, tuple[Callable[[dict], None], str, str, str]] = {
         "'varchar'",
         "expected a numeric column",
     ),
+    "monitor-event-time": (
+        lambda d: _table(d)["config"]["meta"]["monitors"].update(event_time="status"),
+        f"{TABLE}.config.meta.monitors.event_time",
+        "'status'",
+        "is not a staged timestamp column: expected one of ['updated_at', 'created_at']",
+    ),
     "monitor-key": (
         lambda d: _table(d)["config"]["meta"]["monitors"].update(rows=True),
         f"{TABLE}.config.meta.monitors.rows",
@@ -306,6 +312,7 @@ def test_the_feature_declaration_is_valid(tmp_path: Path):
         "volume": True,
         "freshness": True,
         "columns": {"balance": ["null_rate", "mean"]},
+        "event_time": "created_at",
     }
     assert table.freshness.warn_after.minutes == 1440
 
