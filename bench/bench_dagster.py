@@ -114,6 +114,22 @@ def _load() -> str:
     return " ".join(f"{x:.1f}" for x in os.getloadavg())
 
 
+def sensor_tick(instance, landed_at: float, created: float) -> tuple[float, float] | None:
+    """(start, end) of the landing sensor's tick that created the run: the last tick that
+    started after the file landed and before the run was created."""
+    from dagster._core.scheduler.instigation import InstigatorType
+
+    for state in instance.all_instigator_state(instigator_type=InstigatorType.SENSOR):
+        if state.name != "landed_files":
+            continue
+        ticks = instance.get_ticks(state.instigator_origin_id, state.selector_id, limit=20)
+        started = [t for t in ticks if landed_at <= t.timestamp <= created]
+        if started:
+            tick = max(started, key=lambda t: t.timestamp)
+            return tick.timestamp, tick.end_timestamp or created
+    return None
+
+
 def run_parts(instance, run_id: str) -> list[tuple[str, float]]:
     """Where a run's time goes, from its event log: the daemon dequeuing it, the run worker
     starting (a new process importing the code location), each step, and the gaps between."""
@@ -200,21 +216,43 @@ def bench_startup(home: Path) -> None:
         )
 
 
-def bench_latency(home: Path, samples: int, standby_workers: int, bytecode: bool = True) -> None:
+def bench_latency(
+    home: Path,
+    samples: int,
+    standby_workers: int,
+    bytecode: bool = True,
+    preload_dbt: bool = True,
+    fast_sensor_loop: bool = True,
+) -> None:
     """``standby_workers`` 0: every run worker is a new process (Dagster's default launch path);
     1: the instance config's launcher hands runs to a worker warmed up in advance.
-    ``bytecode`` False: every process compiles its imports from source (an environment without
-    compiled bytecode and PYTHONDONTWRITEBYTECODE set, as before `make install` compiled it)."""
+    ``preload_dbt`` False: the warm worker does not parse the dbt project in advance (each dbt
+    step starts a dbt process). ``fast_sensor_loop`` False: the daemon's sensor loop keeps
+    Dagster's 5 s (no ``sensor_loop_seconds``). ``bytecode`` False: every process compiles its
+    imports from source (an environment without compiled bytecode and PYTHONDONTWRITEBYTECODE
+    set, as before `make install` compiled it)."""
     from dagster import DagsterInstance, RunsFilter
     from dagster._core.instance.ref import InstanceRef
 
     shutil.rmtree(home / "dagster_home", ignore_errors=True)
     dagster_home = install_instance(home / "dagster_home")
     config = dagster_home / "dagster.yaml"
-    config.write_text(
-        config.read_text().replace("standby_workers: 1", f"standby_workers: {standby_workers}")
+    text = (
+        config.read_text()
+        .replace("standby_workers: 1", f"standby_workers: {standby_workers}")
+        .replace("preload_dbt: true", f"preload_dbt: {str(preload_dbt).lower()}")
     )
-    print(f"--- run launcher: standby_workers {standby_workers}; compiled bytecode: {bytecode}")
+    if not fast_sensor_loop:
+        text = "\n".join(
+            line for line in text.splitlines() if "sensor_loop_seconds:" not in line
+        )
+    config.write_text(text)
+    print(
+        f"--- run launcher: standby_workers {standby_workers}, preload_dbt {preload_dbt}; "
+        f"sensor loop {'1 s' if fast_sensor_loop else '5 s (Dagster default)'}; "
+        f"compiled bytecode: {bytecode}",
+        flush=True,
+    )
     env = dagster_env(home, dagster_home)
     if not bytecode:
         # An empty cache folder: Python then finds no .pyc and, not writing any, compiles each
@@ -260,6 +298,7 @@ def bench_latency(home: Path, samples: int, standby_workers: int, bytecode: bool
                 created = record.create_timestamp.timestamp()
                 total = record.end_time - landed_at
                 pickup = created - landed_at
+                tick = sensor_tick(instance, landed_at, created)
                 queued = record.start_time - created
                 duration = record.end_time - record.start_time
                 print(
@@ -269,6 +308,12 @@ def bench_latency(home: Path, samples: int, standby_workers: int, bytecode: bool
                 )
                 print(
                     "         parts: "
+                    + (
+                        f"sensor tick started {tick[0] - landed_at:.1f} s after landing, "
+                        f"run created {created - tick[0]:.1f} s after the tick started, "
+                        if tick
+                        else ""
+                    )
                     + ", ".join(
                         f"{name} {seconds:.1f} s"
                         for name, seconds in run_parts(instance, run.run_id)
@@ -314,6 +359,13 @@ def main() -> None:
     parser.add_argument(
         "--compare",
         action="store_true",
+        help="latency with the warm run worker alone (no dbt preload, Dagster's 5 s sensor "
+        "loop), then with the dbt project preloaded in it (dbt steps in-process), then also "
+        "with the 1 s sensor loop",
+    )
+    parser.add_argument(
+        "--compare-startup",
+        action="store_true",
         help="latency before (no compiled bytecode, a new run worker per run), then with "
         "compiled bytecode, then also with a warm run worker",
     )
@@ -328,9 +380,16 @@ def main() -> None:
             bench_load(home, args.repeat)
             bench_startup(home)
         print(f"load average before the latency runs: {_load()}")
-        if args.compare:  # before (no bytecode, a new run worker per run), then each change
+        if args.compare:  # the warm worker alone, + the dbt preload, + the 1 s sensor loop
+            for preload, fast_loop in ((False, False), (True, False), (True, True)):
+                bench_latency(
+                    home, args.samples, 1, preload_dbt=preload, fast_sensor_loop=fast_loop
+                )
+        elif args.compare_startup:  # before (no bytecode, a new run worker per run), then each
             for standby, bytecode in ((0, False), (0, True), (1, True)):
-                bench_latency(home, args.samples, standby, bytecode)
+                bench_latency(
+                    home, args.samples, standby, bytecode, preload_dbt=False, fast_sensor_loop=False
+                )
         else:
             bench_latency(home, args.samples, args.standby_workers)
 

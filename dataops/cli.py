@@ -7,6 +7,7 @@ import sys
 import time
 from collections.abc import Sequence
 from datetime import date
+from typing import TYPE_CHECKING
 
 from dataops.cicd.commands import add_commands as add_cicd_commands
 from dataops.core.settings import (
@@ -32,6 +33,9 @@ from dataops.rules.commands import add_lint_commands
 from dataops.sources import onboarding, profiling
 from dataops.sources import sync as staging_sync
 from dataops.sources.registry import DeclarationError, load_registry, select_tables
+
+if TYPE_CHECKING:
+    from dataops.observability.incidents import BuildObservations
 
 
 def _landed_anything(settings: Settings) -> bool:
@@ -85,7 +89,9 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
     return 1 if summary.errors else 0
 
 
-def _print_dbt(outcome: DbtOutcome) -> None:
+def _print_dbt(outcome: DbtOutcome, anomalies: Sequence[str] = ()) -> None:
+    """The build's summary line, then each anomaly with its message (the line says how many:
+    not just "2 warned") and each failure."""
     models = outcome.count("model", "success")
     seeds = outcome.count("seed", "success")
     tests_passed = outcome.count("test", "pass") + outcome.count("unit_test", "pass")
@@ -93,32 +99,40 @@ def _print_dbt(outcome: DbtOutcome) -> None:
         "unit_test", "fail", "error"
     )
     warned = outcome.count("test", "warn")
+    plural = "anomaly" if len(anomalies) == 1 else "anomalies"
+    found = f"; {len(anomalies)} {plural}:" if anomalies else ""
     print(
         f"dbt build: {models} models and {seeds} seeds built, {tests_passed} tests passed, "
-        f"{warned} warned, {tests_failed} failed"
+        f"{warned} warned, {tests_failed} failed{found}"
     )
+    for message in anomalies:
+        print(f"  ANOMALY {message}")
     for failure in outcome.failures:
         print(f"  FAILED {failure}")
     if outcome.exception:
         print(f"  dbt error: {outcome.exception}")
 
 
-def _print_observations(outcome: DbtOutcome, settings: Settings) -> None:
-    """Name each anomaly of the build with its message; open/resolve incidents (and alert)."""
+def _observe(outcome: DbtOutcome, settings: Settings) -> BuildObservations | None:
+    """Each anomaly of the build with its message; open/resolve incidents (and alert)."""
     if not outcome.invocation_id or not settings.warehouse_path.exists():
-        return
+        return None
     from dataops.observability.incidents import observe_build
 
     report = settings.home / "reports" / "observability.html"
-    seen = observe_build(
+    return observe_build(
         settings.warehouse_path,
         outcome.invocation_id,
         settings.dbt_target_path / "manifest.json",
         report_url=report.as_uri(),
     )
-    for message in seen.anomalies:
-        print(f"  ANOMALY {message}")
-    for alert in seen.alerts:
+
+
+def _print_build(outcome: DbtOutcome, settings: Settings) -> None:
+    """The summary of a dbt build naming its anomalies, then the incidents' alerts."""
+    seen = _observe(outcome, settings)
+    _print_dbt(outcome, seen.anomalies if seen else ())
+    for alert in seen.alerts if seen else ():
         print(f"  {alert['text']}")
 
 
@@ -127,16 +141,14 @@ def _dbt_build(settings: Settings, select: Sequence[str], trigger: str) -> tuple
     in its own schemas, published only when everything passed (dataops/publishing/)."""
     if settings.target not in PUBLISHED_TARGETS:
         outcome = run_dbt(settings, dbt_args("build", settings.target, select=select))
-        _print_dbt(outcome)
-        _print_observations(outcome, settings)
+        _print_build(outcome, settings)
         return outcome, outcome.success
     try:
         result, outcome = wap.build_release(settings, trigger=trigger, select=select)
     except PublishingError as error:
         print(f"error: {error}", file=sys.stderr)
         return DbtOutcome(success=False, exception=str(error)), False
-    _print_dbt(outcome)
-    _print_observations(outcome, settings)
+    _print_build(outcome, settings)
     for line in wap.describe(result):
         print(line)
     return outcome, result.published

@@ -31,7 +31,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
 
-from dagster import DefaultRunLauncher, Field, Int, QueuedRunCoordinator, StringSource
+from dagster import (
+    Bool,
+    DefaultRunLauncher,
+    Field,
+    Float,
+    Int,
+    QueuedRunCoordinator,
+    StringSource,
+)
 from dagster._core.launcher.base import LaunchRunContext
 from dagster._serdes import ConfigurableClassData, serialize_value
 
@@ -93,7 +101,8 @@ class StandbyRunLauncher(DefaultRunLauncher):
 
     Config (dagster.yaml ``run_launcher.config``): ``module``, the code location module to warm
     up (``orchestration.definitions``); ``standby_workers``: 1 keeps a warm worker, 0 launches
-    every run the default way.
+    every run the default way; ``preload_dbt``: the warm worker also parses the dbt project
+    while it waits, and its dbt steps run dbt in-process on it (dataops/dbt/preloaded.py).
     """
 
     def __init__(
@@ -101,9 +110,11 @@ class StandbyRunLauncher(DefaultRunLauncher):
         inst_data: ConfigurableClassData | None = None,
         module: str = "orchestration.definitions",
         standby_workers: int = 1,
+        preload_dbt: bool = True,
     ):
         super().__init__(inst_data=inst_data)
         self._module = module
+        self._preload_dbt = preload_dbt
         self._enabled = standby_workers > 0 and is_daemon_process()
         self._lock = threading.Lock()
         self._standby: Standby | None = None
@@ -116,6 +127,7 @@ class StandbyRunLauncher(DefaultRunLauncher):
                 StringSource, is_required=False, default_value="orchestration.definitions"
             ),
             "standby_workers": Field(Int, is_required=False, default_value=1),
+            "preload_dbt": Field(Bool, is_required=False, default_value=True),
         }
 
     @classmethod
@@ -135,8 +147,9 @@ class StandbyRunLauncher(DefaultRunLauncher):
         if self._standby is not None and self._standby.process.poll() is None:
             return
         fingerprint = code_fingerprint(_manifest())
+        options = [] if self._preload_dbt else ["--no-dbt-preload"]
         process = subprocess.Popen(
-            [sys.executable, "-m", "orchestration.run_worker", self._module],
+            [sys.executable, "-m", "orchestration.run_worker", self._module, *options],
             stdin=subprocess.PIPE,
             cwd=os.getcwd(),
             text=True,
@@ -233,9 +246,52 @@ class StandbyRunLauncher(DefaultRunLauncher):
 class WarmingQueuedRunCoordinator(QueuedRunCoordinator):
     """Dagster's ``QueuedRunCoordinator``; in the daemon it also creates the run launcher as the
     daemon starts (Dagster creates it at the first launch), so that the first run already finds
-    a warm worker."""
+    a warm worker.
+
+    ``sensor_loop_seconds`` (config, optional): how often the daemon's sensor loop looks for due
+    sensors. Dagster's loop waits 5 s between iterations whatever the sensors' own
+    ``minimum_interval_seconds`` (``MIN_INTERVAL_LOOP_TIME``, not configurable); a landed file
+    then waits 2.5 s on average before the landing sensor even runs. Set in the daemon process
+    only (the coordinator is created there as the daemon starts, before its first loop).
+    """
+
+    def __init__(self, *args: Any, sensor_loop_seconds: float | None = None, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._sensor_loop_seconds = sensor_loop_seconds
+
+    @classmethod
+    def config_type(cls) -> dict[str, Field]:
+        return {
+            **super().config_type(),
+            "sensor_loop_seconds": Field(Float, is_required=False),
+        }
+
+    @classmethod
+    def from_config_value(
+        cls, inst_data: ConfigurableClassData, config_value: Mapping[str, Any]
+    ) -> Self:
+        coordinator = super().from_config_value(inst_data, config_value)
+        coordinator._sensor_loop_seconds = config_value.get("sensor_loop_seconds")
+        return coordinator
 
     def register_instance(self, instance) -> None:
         super().register_instance(instance)
         if is_daemon_process():
             instance.run_launcher  # noqa: B018 (creating it starts its warm worker)
+            if self._sensor_loop_seconds is not None:
+                set_sensor_loop_seconds(self._sensor_loop_seconds)
+
+
+def set_sensor_loop_seconds(seconds: float) -> None:
+    """Make the sensor daemon of this process look for due sensors every ``seconds`` (each
+    sensor still runs at most once per its ``minimum_interval_seconds``)."""
+    from dagster._daemon import sensor as sensor_daemon
+
+    if not hasattr(sensor_daemon, "MIN_INTERVAL_LOOP_TIME"):
+        raise RuntimeError(
+            "This Dagster version has no dagster._daemon.sensor.MIN_INTERVAL_LOOP_TIME: remove "
+            "sensor_loop_seconds from run_coordinator.config in dagster.yaml."
+        )
+    if seconds <= 0:
+        raise ValueError(f"sensor_loop_seconds must be positive, not {seconds}.")
+    sensor_daemon.MIN_INTERVAL_LOOP_TIME = seconds

@@ -17,7 +17,7 @@ import shutil
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -132,12 +132,21 @@ def environ(values: Mapping[str, str]) -> Iterator[None]:
                 os.environ[key] = value
 
 
-def invoke(args: Sequence[str], env: Mapping[str, str]) -> Any:
-    """Run dbt in this process with ``env`` set for the call; return dbt's ``dbtRunnerResult``."""
+def invoke(
+    args: Sequence[str],
+    env: Mapping[str, str],
+    *,
+    manifest: Any = None,
+    callbacks: Sequence[Callable[[Any], None]] = (),
+) -> Any:
+    """Run dbt in this process with ``env`` set for the call; return dbt's ``dbtRunnerResult``.
+
+    ``manifest``: a project parsed earlier in this process (dbt then skips parsing;
+    dataops/dbt/preloaded.py); ``callbacks`` get each of dbt's events (``EventMsg``)."""
     from dbt.cli.main import dbtRunner  # imported late: dbt is heavy and not needed to plan
 
     with environ(env):
-        return dbtRunner().invoke(list(args))
+        return dbtRunner(manifest=manifest, callbacks=list(callbacks)).invoke(list(args))
 
 
 def run_dbt_subprocess(

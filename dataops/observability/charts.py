@@ -1,110 +1,32 @@
-"""The dashboard's charts: plotly figures over the metric history, with the anomaly model's
-expected band, the anomalies it reported and the incidents opened on the asset.
+"""The dashboard's charts: plotly figures over the metric history, with the band the anomaly
+monitor judged each measurement with, the anomalies it reported and the incidents opened on the
+asset.
 
 Plotly draws them in the browser from JSON embedded in the page; its JavaScript is inlined once
 (``plotly_js``), so the file works offline.
 
-The expected band is the range the anomaly monitors (``dataops_metric_anomalies``, one generic
-test per metric family in tests/dbt/generic/) accept at each measurement: the median of the
-earlier measurements in the trailing training window (same weekday when the monitor is seasonal)
-plus or minus ``max(sensitivity * 1.4826 * MAD, min_absolute_change, min_relative_change *
-|median|)``, with the monitor's arguments read from the manifest (the test's declared arguments
-over its macro's defaults). Where a monitor reported an anomaly, the marker carries the expected
-value and tolerance it recorded in its ``anomaly.detected`` event.
+The expected band is not re-derived here: the metric monitors (``dataops_metric_anomalies``)
+record, for every measurement they judge, the expected value and the lower and upper bound they
+judged it against (platform.metric_history ``expected_value``, ``lower_bound``, ``upper_bound``,
+written by the on-run-end hook), and the chart draws those. Measurements no monitor judged (too
+little history, or taken before bands were recorded) have no band. Where a monitor reported an
+anomaly, the marker carries the expected value and tolerance it recorded in its
+``anomaly.detected`` event.
 """
 
 from __future__ import annotations
 
-import ast
 import json
-import re
-import statistics
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-# Which anomaly monitor judges which metric (tests/dbt/generic/test_<monitor>.sql).
-MONITOR_OF_METRIC = {
-    "rows_added": "volume_anomaly",
-    "row_count": "volume_anomaly",
-    "null_rate": "null_rate_anomaly",
-    "mean": "distribution_anomaly",
-    "min": "distribution_anomaly",
-    "max": "distribution_anomaly",
-}
-BAND_ARGUMENTS = ("sensitivity", "training_days", "min_history", "min_absolute_change",
-                  "min_relative_change", "seasonality")
 COLORS = {"value": "#2563eb", "band": "rgba(37, 99, 235, 0.14)", "anomaly": "#dc2626",
           "incident": "#b45309", "sla": "#dc2626", "resolved": "#16a34a"}
 
-
-@dataclass(frozen=True)
-class BandRule:
-    sensitivity: float
-    training_days: float
-    min_history: int
-    min_absolute_change: float
-    min_relative_change: float
-    seasonality: str = "none"
-
-
-def _macro_defaults(macro_sql: str, test_name: str) -> dict[str, Any]:
-    """The keyword defaults of ``{% test name(model, a=1, ...) %}`` in a generic test's source."""
-    found = re.search(r"\{%-?\s*test\s+" + re.escape(test_name) + r"\s*\((.*?)\)\s*-?%\}",
-                      macro_sql, re.S)
-    if not found:
-        return {}
-    call = ast.parse(f"f({found.group(1).replace('model,', '', 1)})", mode="eval").body
-    defaults = {}
-    for keyword in getattr(call, "keywords", []):
-        try:
-            defaults[keyword.arg] = ast.literal_eval(keyword.value)
-        except ValueError:
-            continue
-    return defaults
-
-
-def band_rules(manifest: Mapping[str, Any] | None) -> dict[str, BandRule]:
-    """The band rule of each monitor (volume_anomaly, ...) as the project declares it."""
-    rules: dict[str, BandRule] = {}
-    manifest = manifest or {}
-    for monitor in set(MONITOR_OF_METRIC.values()):
-        macro = next((m for m in manifest.get("macros", {}).values()
-                      if m.get("name") == f"test_{monitor}"), None)
-        arguments = _macro_defaults(macro["macro_sql"], monitor) if macro else {}
-        for node in manifest.get("nodes", {}).values():
-            metadata = node.get("test_metadata") or {}
-            if node.get("resource_type") == "test" and metadata.get("name") == monitor:
-                arguments.update({k: v for k, v in (metadata.get("kwargs") or {}).items()
-                                  if k in BAND_ARGUMENTS})
-        if all(name in arguments for name in BAND_ARGUMENTS[:-1]):
-            rules[monitor] = BandRule(**{k: arguments[k] for k in BAND_ARGUMENTS if k in arguments})
-    return rules
-
-
-def expected_band(
-    points: Sequence[tuple[datetime, float]], rule: BandRule
-) -> list[tuple[float, float, float] | None]:
-    """(expected, low, high) at each point from the points before it, or None where the
-    training window holds fewer than ``min_history`` measurements (the monitor does not judge)."""
-    band: list[tuple[float, float, float] | None] = []
-    window = timedelta(days=rule.training_days)
-    for index, (at, _) in enumerate(points):
-        training = [
-            value for earlier, value in points[:index]
-            if at - window <= earlier < at
-            and (rule.seasonality != "day_of_week" or earlier.weekday() == at.weekday())
-        ]
-        if len(training) < max(rule.min_history, 1):
-            band.append(None)
-            continue
-        median = statistics.median(training)
-        mad = statistics.median(abs(value - median) for value in training)
-        tolerance = max(rule.sensitivity * 1.4826 * mad, rule.min_absolute_change,
-                        rule.min_relative_change * abs(median))
-        band.append((median, median - tolerance, median + tolerance))
-    return band
+# (measured at, expected value, lower bound, upper bound) as the monitor recorded them; a bound
+# is None where the monitor judges one direction only.
+Band = tuple[datetime, float, float | None, float | None]
 
 
 def _iso(at: datetime | str) -> str:
@@ -116,37 +38,39 @@ def metric_figure(
     points: Sequence[tuple[datetime, float]],
     *,
     unit: str,
-    rule: BandRule | None = None,
+    band: Sequence[Band] = (),
     anomalies: Sequence[Mapping[str, Any]] = (),
     incidents: Sequence[Mapping[str, Any]] = (),
     sla: float | None = None,
     nonnegative: bool = True,
 ) -> dict[str, Any]:
-    """One metric over time as a plotly figure (dict): the measurements, the expected band,
-    anomaly markers (with the recorded expected value and tolerance), incident markers and an
-    optional SLA line."""
+    """One metric over time as a plotly figure (dict): the measurements, the band the monitor
+    judged them with (as recorded), anomaly markers (with the recorded expected value and
+    tolerance), incident markers and an optional SLA line."""
     import plotly.graph_objects as go
 
     figure = go.Figure()
     times = [_iso(at) for at, _ in points]
-    if rule is not None:
-        band = expected_band(points, rule)
-        judged = [(t, b) for t, b in zip(times, band, strict=True) if b is not None]
-        if judged:
-            figure.add_trace(go.Scatter(
-                x=[t for t, _ in judged], y=[b[2] for _, b in judged], mode="lines",
-                line={"width": 0}, hoverinfo="skip", showlegend=False, name="band upper",
-            ))
-            figure.add_trace(go.Scatter(
-                x=[t for t, _ in judged], y=[max(b[1], 0) if nonnegative else b[1]
-                                             for _, b in judged],
-                mode="lines", line={"width": 0}, fill="tonexty", fillcolor=COLORS["band"],
-                name="expected band", hoverinfo="skip",
-            ))
-            figure.add_trace(go.Scatter(
-                x=[t for t, _ in judged], y=[b[0] for _, b in judged], mode="lines",
-                line={"color": COLORS["value"], "dash": "dot", "width": 1}, name="expected",
-            ))
+    if band:
+        # A one-sided monitor's open side runs to the chart's edge; a count's band stops at 0.
+        seen = [value for _, value in points] + [expected for _, expected, _, _ in band]
+        floor, ceiling = (0.0 if nonnegative else min(seen)), max(seen)
+        band_times = [_iso(at) for at, *_ in band]
+        figure.add_trace(go.Scatter(
+            x=band_times, y=[ceiling if high is None else high for *_, high in band],
+            mode="lines", line={"width": 0}, hoverinfo="skip", showlegend=False,
+            name="band upper",
+        ))
+        figure.add_trace(go.Scatter(
+            x=band_times, y=[floor if low is None else max(low, floor) if nonnegative else low
+                             for _, _, low, _ in band],
+            mode="lines", line={"width": 0}, fill="tonexty", fillcolor=COLORS["band"],
+            name="expected band", hoverinfo="skip",
+        ))
+        figure.add_trace(go.Scatter(
+            x=band_times, y=[expected for _, expected, _, _ in band], mode="lines",
+            line={"color": COLORS["value"], "dash": "dot", "width": 1}, name="expected",
+        ))
     figure.add_trace(go.Scatter(
         x=times, y=[value for _, value in points], mode="lines+markers", name=unit,
         line={"color": COLORS["value"], "width": 2}, marker={"size": 5},

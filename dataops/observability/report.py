@@ -80,6 +80,13 @@ def _rows(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = N
     return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
 
+def _has_column(con: duckdb.DuckDBPyConnection, table: str, column: str) -> bool:
+    return con.execute(
+        "select count(*) from information_schema.columns where table_schema = 'platform' "
+        "and table_name = ? and column_name = ?", [table, column],
+    ).fetchone()[0] > 0
+
+
 def _has_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
     return con.execute(
         "select count(*) from information_schema.tables where table_schema = 'platform' "
@@ -193,6 +200,7 @@ def collect(warehouse: Path, manifest_path: Path | None,
     assets = _manifest_assets(manifest)
     catalogue = _test_catalogue(manifest)
     series: dict[tuple[str, str, str | None, str], list] = defaultdict(list)
+    bands: dict[tuple[str, str, str | None, str], list[charts.Band]] = defaultdict(list)
     anomaly_points: dict[tuple[str, str | None, str], list] = defaultdict(list)
     node_of: dict[str, str] = {}
     test_rows: list[dict] = []
@@ -203,10 +211,14 @@ def collect(warehouse: Path, manifest_path: Path | None,
     slis: list[dict] = []
     with duckdb.connect(str(warehouse), read_only=True) as con:
         if _has_table(con, "metric_history"):
-            for row in _rows(con, """
+            # the band each measurement was judged with (a history older than bands has none)
+            band = ("expected_value, lower_bound, upper_bound"
+                    if _has_column(con, "metric_history", "upper_bound")
+                    else "null as expected_value, null as lower_bound, null as upper_bound")
+            for row in _rows(con, f"""
                 select node_id, table_kind,
                     coalesce(source_name || '.', '') || table_name as asset,
-                    column_name, metric_name, measured_at, metric_value
+                    column_name, metric_name, measured_at, metric_value, {band}
                 from platform.metric_history
                 where metric_value is not null
                     and metric_name in ('rows_added', 'row_count', 'freshness_lag_hours',
@@ -216,8 +228,11 @@ def collect(warehouse: Path, manifest_path: Path | None,
                 if row["column_name"] is None and row["metric_name"] not in TABLE_METRICS:
                     continue
                 node_of[row["asset"]] = row["node_id"]
-                series[(row["asset"], row["table_kind"], row["column_name"],
-                        row["metric_name"])].append((row["measured_at"], row["metric_value"]))
+                key = (row["asset"], row["table_kind"], row["column_name"], row["metric_name"])
+                series[key].append((row["measured_at"], row["metric_value"]))
+                if row["expected_value"] is not None:
+                    bands[key].append((row["measured_at"], row["expected_value"],
+                                       row["lower_bound"], row["upper_bound"]))
         if _has_table(con, "events"):
             test_rows = _results(con, ("test", "unit_test"))
             build_rows = _results(con, ("model", "seed", "snapshot"))
@@ -272,7 +287,7 @@ def collect(warehouse: Path, manifest_path: Path | None,
         assets.setdefault(key, AssetHealth(key, "source" if "." in key else "model"))
     for asset in assets.values():
         _judge(asset, tests, incidents, series, builds.get(asset.key, []), slas, as_of)
-    figures = _figures(series, anomaly_points, incidents, slas, charts.band_rules(manifest))
+    figures = _figures(series, bands, anomaly_points, incidents, slas)
     lineages = {}
     for incident in incidents[:30]:
         found = lineage.incident_lineage(manifest, ledger, incident)
@@ -382,9 +397,9 @@ def _judge(asset: AssetHealth, tests: list[dict], incidents: list[dict],
     asset.status = _worst(*statuses)
 
 
-def _figures(series: Mapping[tuple, list], anomaly_points: Mapping[tuple, list],
-             incidents: list[dict], slas: Mapping[str, dict],
-             rules: Mapping[str, charts.BandRule]) -> list[dict[str, Any]]:
+def _figures(series: Mapping[tuple, list], bands: Mapping[tuple, list[charts.Band]],
+             anomaly_points: Mapping[tuple, list], incidents: list[dict],
+             slas: Mapping[str, dict]) -> list[dict[str, Any]]:
     figures = []
     markers = defaultdict(list)
     for incident in incidents:
@@ -404,9 +419,9 @@ def _figures(series: Mapping[tuple, list], anomaly_points: Mapping[tuple, list],
         else:
             what = {"rows_added": "rows delivered per load", "row_count": "rows"}.get(metric)
             title = f"{asset}: {what}" if column is None else f"{asset}.{column}: {metric}"
-            monitor = charts.MONITOR_OF_METRIC.get(metric)
             figure = charts.metric_figure(
-                title, points, unit=metric, rule=rules.get(monitor), anomalies=anomalies,
+                title, points, unit=metric, band=bands.get((asset, kind, column, metric), ()),
+                anomalies=anomalies,
                 incidents=markers[asset] if column is None else [],
                 nonnegative=metric not in ("mean", "min", "max"))
         figures.append({
@@ -694,8 +709,9 @@ builds).</p>
 <span id="test-count" data-total="{test_count}">{test_count} of {test_count} tests</span></div>
 {tests}
 <h2 id="charts">Monitored metrics</h2>
-<p class="hint">Shaded: the anomaly model's expected band; crosses: anomalies reported (with the
-recorded tolerance); dashed lines and triangles: incidents opened.</p>
+<p class="hint">Shaded: the band the anomaly monitor judged each measurement with, as it recorded
+it; crosses: anomalies reported (with the recorded tolerance); dashed lines and triangles:
+incidents opened.</p>
 <div id="chart-list">{charts}</div>
 <h2 id="slos">Service levels</h2>
 {slos}

@@ -30,7 +30,8 @@ insert into platform.events (
 
 {#-
     on-run-end: one insert of every node result (model, seed, snapshot, test, unit test) and
-    `dbt.invocation_ended`; one `anomaly.detected` event per row an anomaly test stored. (The
+    `dbt.invocation_ended`; one `anomaly.detected` event per anomaly a monitor stored, and the
+    band each metric monitor judged with onto the measurements it judged. (The
     monitored models are measured by their post-hook, dataops_after_model_build, as they are
     built.)
 -#}
@@ -40,6 +41,7 @@ insert into platform.events (
     {%- set now = modules.datetime.datetime.utcnow().strftime('%Y-%m-%d %H:%M:%S.%f') -%}
     {%- set rows = [] -%}
     {%- set anomalies = [] -%}
+    {%- set judged = [] -%}
     {%- set counts = {} -%}
     {%- set built_models = results | selectattr('node.resource_type', 'equalto', 'model') | list -%}
     {%- for result in results -%}
@@ -80,9 +82,13 @@ insert into platform.events (
             ~ dataops_literal(node.unique_id) ~ ", " ~ dagster_run_id ~ ", "
             ~ dataops_literal(message) ~ ", "
             ~ dataops_literal(tojson(details)) ~ ")") -%}
-        {%- if node.resource_type == 'test' and status in ('fail', 'warn') and node.relation_name
-              and node.test_metadata and node.test_metadata.name in dataops_anomaly_test_names() -%}
+        {%- set monitor = node.test_metadata.name if node.resource_type == 'test'
+              and node.relation_name and node.test_metadata else none -%}
+        {%- if monitor in dataops_anomaly_test_names() and status in ('fail', 'warn') -%}
             {%- do anomalies.append((node, status)) -%}
+        {%- endif -%}
+        {%- if monitor in dataops_band_test_names() and status in ('pass', 'warn', 'fail') -%}
+            {%- do judged.append(node) -%}
         {%- endif -%}
     {%- endfor -%}
     {%- do rows.append("('" ~ invocation_id ~ ":ended', 'dbt.invocation_ended', cast('" ~ now
@@ -109,22 +115,55 @@ select
     to_json({'monitor': {{ dataops_literal(node.test_metadata.name) }}, 'monitored_node_id': node_id,
         'column_name': column_name, 'metric_name': metric_name, 'metric_value': metric_value,
         'expected': expected_value, 'tolerance': tolerance, 'measured_at': measured_at})::varchar
-from {{ node.relation_name }};
+from {{ node.relation_name }}
+{%- if node.test_metadata.name in dataops_band_test_names() %}
+where is_anomaly
+{%- endif %};
+{% endfor -%}
+{% for node in judged -%}
+{{ dataops_record_bands(node) }}
 {% endfor -%}
 {%- endmacro %}
 
 
 {#-
+    The band a metric monitor judged each measurement with (its stored rows: every judged
+    measurement, anomalous or not), written onto those measurements in platform.metric_history:
+    the dashboard draws what the monitor used instead of re-deriving it.
+-#}
+{% macro dataops_record_bands(node) -%}
+update platform.metric_history as history
+set expected_value = judged.expected_value,
+    lower_bound = judged.lower_bound,
+    upper_bound = judged.upper_bound,
+    judged_by = {{ dataops_literal(node.unique_id) }}
+from {{ node.relation_name }} as judged
+where history.node_id = judged.node_id
+    and history.measured_at = judged.measured_at
+    and history.metric_name = judged.metric_name
+    and history.column_name is not distinct from judged.column_name;
+{%- endmacro %}
+
+
+{#- The metric monitors (dataops_metric_anomalies): they store every judged row, with its band. -#}
+{% macro dataops_band_test_names() -%}
+    {{ return(['volume_anomaly', 'null_rate_anomaly', 'distribution_anomaly',
+               'model_metrics_anomaly']) }}
+{%- endmacro %}
+
+
+{#-
     A test judged again at the end of the invocation (on-run-end, after every node): its query
-    (compiled SQL) replaces its stored failures, and its status follows the row count and its
-    severity, as dbt would. For model_freshness, which dbt may run before the models this
+    (compiled SQL) replaces its stored failures, and its status follows their count (its
+    fail_calc) and its severity, as dbt would. For model_freshness, which dbt may run before the models this
     invocation rebuilds (or skips): the recorded verdict, its events and incidents are this one;
     dbt's own console line and run_results.json keep the first evaluation.
 -#}
 {% macro dataops_judge_after_models(node) -%}
     {%- do run_query("create or replace table " ~ node.relation_name ~ " as "
         ~ node.compiled_code) -%}
-    {%- set count = run_query("select count(*) from " ~ node.relation_name).rows[0][0] | int -%}
+    {%- set count = run_query("select " ~ (node.config.fail_calc or 'count(*)') ~ " from "
+        ~ node.relation_name).rows[0][0] | int -%}
     {%- set severity = (node.config.severity or 'error') | lower -%}
     {%- set status = 'pass' if count == 0 else ('warn' if severity == 'warn' else 'fail') -%}
     {%- set message = none if count == 0 else 'Got ' ~ count ~ ' result' ~ ('' if count == 1 else 's')

@@ -1,6 +1,5 @@
 {#-
-    Rows of the metric history whose latest measurement is anomalous, judged against a trailing
-    training window that excludes the detection period; the tolerance comes from the history's
+    Each monitored series' latest measurement, judged against a trailing training window that excludes the detection period; the tolerance comes from the history's
     own spread, not from a fixed share of the value:
       detection period = each monitored table's latest measurement (this invocation, for sources);
       training         = earlier measurements of the same table/column/metric within
@@ -22,10 +21,14 @@
       anomalous when   |value - expected| > max(sensitivity * sigma, min_absolute_change,
                                                 min_relative_change * |expected|)
                        and the training holds at least `min_history` measurements.
-    `direction`: both, up or down. `metric_filter` restricts which values count (e.g. > 0).
-    Output columns (stored as failures and turned into `anomaly.detected` events): node_id,
-    source_name, table_name, column_name, metric_name, metric_value, expected_value, tolerance,
-    measured_at, batch_id, file_hash, reason.
+    `direction`: both, up or down (the other bound is null). `metric_filter` restricts which
+    values count (e.g. > 0).
+    One row per judged measurement (the band the monitor judged it with, anomalous or not):
+    node_id, source_name, table_name, column_name, metric_name, metric_value, expected_value,
+    tolerance, lower_bound, upper_bound, is_anomaly, measured_at, batch_id, file_hash, reason.
+    The tests count `is_anomaly` (dataops_anomaly_fail_calc) and store every row; on-run-end
+    turns the anomalous ones into `anomaly.detected` events and writes every row's band into
+    platform.metric_history (dataops_record_bands), where the dashboard reads it.
 -#}
 {% macro dataops_metric_anomalies(
         history, metric_names, sensitivity, training_days, min_history, min_absolute_change,
@@ -54,31 +57,28 @@
     {%- set quoted_names = [] -%}
     {%- for name in metric_names -%}{%- do quoted_names.append(dataops_literal(name)) -%}{%- endfor -%}
     {%- set series_key = "node_id || '|' || coalesce(column_name, '') || '|' || metric_name" -%}
+    {#- The measurement's own columns (not the band a monitor recorded on it). -#}
+    {%- set measurement = "node_id, table_kind, source_name, table_name, column_name, metric_name, "
+        ~ "metric_value, measured_at, batch_id, file_hash" -%}
+    {%- set judged = "metric_name in (" ~ quoted_names | join(', ') ~ ") and metric_value is not null"
+        ~ (" and " ~ metric_filter if metric_filter else "")
+        ~ (" and table_kind = " ~ dataops_literal(table_kind) if table_kind else "") -%}
 with
-
-latest_runs as (
-    select node_id, max(measured_at) as measured_at
-    from {{ history }}
-    group by 1
-),
 
 series as (
     select
-        *,
+        {{ measurement }},
         {{ series_key }} as series_key
     from {{ history }}
-    where metric_name in ({{ quoted_names | join(', ') }})
-        and metric_value is not null
-        {% if metric_filter %}and {{ metric_filter }}{% endif %}
-        {% if table_kind %}and table_kind = {{ dataops_literal(table_kind) }}{% endif %}
+    where {{ judged }}
 ),
 
 detection as (
-    select series.*
-    from series
-    inner join latest_runs
-        on series.node_id = latest_runs.node_id
-        and series.measured_at = latest_runs.measured_at
+    select
+        {{ measurement }},
+        {{ series_key }} as series_key
+    from ({{ dataops_latest_measurements(history) | indent(8) }}) as latest
+    where {{ judged }}
 ),
 
 training as (
@@ -266,6 +266,18 @@ tolerated as (
     from scored
 ),
 
+bounded as (
+    select
+        *,
+        {% if direction == 'up' -%} cast(null as double)
+        {%- else -%} expected_value - tolerance
+        {%- endif %} as lower_bound,
+        {% if direction == 'down' -%} cast(null as double)
+        {%- else -%} expected_value + tolerance
+        {%- endif %} as upper_bound
+    from tolerated
+),
+
 final as (
     select
         node_id,
@@ -276,6 +288,9 @@ final as (
         metric_value,
         expected_value,
         tolerance,
+        lower_bound,
+        upper_bound,
+        coalesce(metric_value < lower_bound or metric_value > upper_bound, false) as is_anomaly,
         measured_at,
         batch_id,
         file_hash,
@@ -294,12 +309,7 @@ final as (
             else ''
         end
         || ', spread ' || cast(round(spread, 4) as varchar) || ')' as reason
-    from tolerated
-    where
-        {% if direction == 'up' -%} metric_value - expected_value > tolerance
-        {%- elif direction == 'down' -%} expected_value - metric_value > tolerance
-        {%- else -%} abs(metric_value - expected_value) > tolerance
-        {%- endif %}
+    from bounded
 )
 
 select * from final

@@ -2,7 +2,8 @@
     The platform's observability tables, created when missing. `platform.events` has the shape
     defined in dataops/core/events.py (a pytest checks both definitions agree), so dbt and
     Python write one event log. `platform.metric_history` holds one row per monitored table,
-    column, metric and measurement.
+    column, metric and measurement, with the band the anomaly monitor judged it with (expected
+    value, lower and upper bound, the monitor's test) where one did (dataops_record_bands).
 -#}
 {% macro dataops_platform_tables() -%}
 create schema if not exists platform;
@@ -33,8 +34,17 @@ create table if not exists platform.metric_history (
     metric_name varchar not null,
     metric_value double,
     batch_id varchar,
-    file_hash varchar
+    file_hash varchar,
+    expected_value double,
+    lower_bound double,
+    upper_bound double,
+    judged_by varchar
 );
+{#- The band columns came later: add them to a history created before. -#}
+{%- for column in ['expected_value', 'lower_bound', 'upper_bound'] %}
+alter table platform.metric_history add column if not exists {{ column }} double;
+{%- endfor %}
+alter table platform.metric_history add column if not exists judged_by varchar;
 {%- endmacro %}
 
 

@@ -11,7 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from orchestration.launcher import code_fingerprint, is_daemon_process
+from orchestration.launcher import (
+    WarmingQueuedRunCoordinator,
+    code_fingerprint,
+    is_daemon_process,
+    set_sensor_loop_seconds,
+)
 
 
 @pytest.mark.parametrize(
@@ -56,3 +61,27 @@ def test_a_change_to_the_code_the_registry_or_the_manifest_discards_the_warm_wor
         seen.add(fingerprint())
     _touch(tmp_path / "orchestration" / "sensors" / "new_sensor.py")
     assert fingerprint() not in seen, "a new module went unnoticed"
+
+
+def test_the_sensor_loop_interval_comes_from_the_instance_config(monkeypatch):
+    import yaml
+    from dagster._daemon import sensor as sensor_daemon
+    from dagster._serdes import ConfigurableClassData
+
+    from dataops.core.settings import REPO_ROOT
+
+    config = yaml.safe_load((REPO_ROOT / "orchestration/instance/dagster.yaml").read_text())
+    coordinator_config = config["run_coordinator"]["config"]
+    coordinator = WarmingQueuedRunCoordinator.from_config_value(
+        ConfigurableClassData("orchestration.launcher", "WarmingQueuedRunCoordinator", ""),
+        coordinator_config,
+    )
+    assert coordinator._sensor_loop_seconds == coordinator_config["sensor_loop_seconds"] == 1
+    assert coordinator.dequeue_interval_seconds == 1  # Dagster's own keys still read
+
+    loop = sensor_daemon.MIN_INTERVAL_LOOP_TIME
+    monkeypatch.setattr(sensor_daemon, "MIN_INTERVAL_LOOP_TIME", loop)  # restored afterwards
+    set_sensor_loop_seconds(1)
+    assert sensor_daemon.MIN_INTERVAL_LOOP_TIME == 1  # what the loop sleeps between iterations
+    with pytest.raises(ValueError, match="positive"):
+        set_sensor_loop_seconds(0)

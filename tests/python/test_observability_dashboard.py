@@ -2,10 +2,11 @@
 shop.orders (a weekday pattern, then a 40% volume drop on the last day), a test failing on the last
 four runs and one that failed once and passed again, the incidents those opened, the load ledger.
 
-The current state is deduplicated (one failing test is one failure, one incident), the expected
-band follows the monitors' rule, the incident's lineage reaches the file that caused it, and the
-page renders in headless Chromium: health tiles, plotly charts with time axes, the band and the
-markers, and a test list whose search filters it, with nothing fetched from the network.
+The current state is deduplicated (one failing test is one failure, one incident), the chart
+draws the band the monitor recorded for each measurement, the incident's lineage reaches the file
+that caused it, and the page renders in headless Chromium: health tiles, plotly charts with time
+axes, the band and the markers, and a test list whose search filters it, with nothing fetched from
+the network.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import pytest
 
 from dataops.core import events
 from dataops.ingestion.ledger import ensure_ledger
-from dataops.observability import charts, report
+from dataops.observability import report
 from dataops.observability.incidents import ensure_incidents
 
 START = datetime(2025, 1, 1, 6, 0)
@@ -33,18 +34,15 @@ VALUES_TEST = "test.dataops.accepted_values_stg_shop__orders_status.abc"
 KEY_TEST = "test.dataops.primary_key_fct_orders_order_id.def"
 FLAKY_TEST = "test.dataops.not_null_fct_orders_customer_id.ghi"
 VOLUME_TEST = "test.dataops.source_volume_anomaly_platform_metric_history_.jkl"
-VOLUME_MACRO = """{% test volume_anomaly(model, sensitivity=4, training_days=28, min_history=3,
-        min_absolute_change=10, min_relative_change=0.2, seasonality='day_of_week',
-        direction='both') %}
-select 1
-{% endtest %}"""
 METRIC_HISTORY_DDL = """
 create table platform.metric_history (
     measured_at timestamp not null, dbt_invocation_id varchar not null, node_id varchar not null,
     table_kind varchar not null, source_name varchar, table_name varchar not null,
     column_name varchar, metric_name varchar not null, metric_value double, batch_id varchar,
-    file_hash varchar
+    file_hash varchar, expected_value double, lower_bound double, upper_bound double,
+    judged_by varchar
 )"""
+JUDGED_FROM = 7  # the monitor judges once 7 earlier measurements exist (its min_history)
 
 
 def _manifest() -> dict:
@@ -75,8 +73,6 @@ def _manifest() -> dict:
         },
         "unit_tests": {"unit_test.dataops.fct_orders.test_totals": {
             "name": "test_totals", "model": "fct_orders"}},
-        "macros": {"macro.dataops.test_volume_anomaly": {
-            "name": "test_volume_anomaly", "macro_sql": VOLUME_MACRO}},
         "parent_map": {STAGING: [SOURCE], MART: [STAGING], SOURCE: []},
         "child_map": {SOURCE: [STAGING], STAGING: [MART]},
     }
@@ -85,6 +81,14 @@ def _manifest() -> dict:
 def _volume(day: int) -> float:
     weekend = (START + timedelta(days=day)).weekday() >= 5
     return (1300 if weekend else 1000) + random.Random(day).randint(-20, 20)
+
+
+def _band(day: int) -> tuple[float | None, float | None, float | None]:
+    """The band the volume monitor recorded for a day's measurement (none before it judged)."""
+    if day < JUDGED_FROM:
+        return None, None, None
+    expected = 1300.0 if (START + timedelta(days=day)).weekday() >= 5 else 1000.0
+    return expected, expected - 80 - day, expected + 80 + day
 
 
 def _build_history(warehouse: Path) -> None:
@@ -103,14 +107,17 @@ def _build_history(warehouse: Path) -> None:
                 "values (?, 'shop', 'orders', ?, ?, 1000, 'loaded', ?, ?, ?, ?)",
                 [f"hash{day:02d}", f"orders_{at:%Y-%m-%d}.csv", f"shop/orders/{day}.csv",
                  int(rows), batch, at - timedelta(minutes=5), at - timedelta(minutes=4)])
-            for metric, value in (("rows_added", rows), ("freshness_lag_hours", 0.1)):
+            expected, low, high = _band(day)
+            for metric, value, band in (("rows_added", rows, (expected, low, high)),
+                                        ("freshness_lag_hours", 0.1, (None, None, None))):
                 con.execute(
                     "insert into platform.metric_history values "
-                    "(?, ?, ?, 'source', 'shop', 'orders', null, ?, ?, ?, ?)",
-                    [at, invocation, SOURCE, metric, value, batch, f"hash{day:02d}"])
+                    "(?, ?, ?, 'source', 'shop', 'orders', null, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [at, invocation, SOURCE, metric, value, batch, f"hash{day:02d}", *band,
+                     VOLUME_TEST if band[0] is not None else None])
             con.execute(
-                "insert into platform.metric_history values "
-                "(?, ?, ?, 'source', 'shop', 'orders', 'status', 'null_rate', ?, ?, null)",
+                "insert into platform.metric_history values (?, ?, ?, 'source', 'shop', 'orders', "
+                "'status', 'null_rate', ?, ?, null, null, null, null, null)",
                 [at, invocation, SOURCE, 0.01 * (day % 3), batch])
             for node, resource, status, subject in (
                 (STAGING, "model", "success", "stg_shop__orders"),
@@ -213,23 +220,29 @@ def test_an_incident_lineage_reaches_the_file_that_caused_it(history) -> None:
     assert not values["columns"][0][0]["culprit"]
 
 
-def test_the_expected_band_follows_the_monitor_rule() -> None:
-    rules = charts.band_rules(_manifest())
-    assert rules["volume_anomaly"] == charts.BandRule(4, 28, 3, 10, 0.2, "day_of_week")
-    points = [(START + timedelta(days=d), _volume(d)) for d in range(DAYS)]
-    points[-1] = (points[-1][0], points[-1][1] * 0.6)
-    band = charts.expected_band(points, rules["volume_anomaly"])
-    assert band[:21] == [None] * 21  # fewer than 3 earlier measurements on the same weekday
-    judged = [(value, b) for (_, value), b in zip(points, band, strict=True) if b is not None]
-    outside = [value for value, (_, low, high) in judged if not low <= value <= high]
-    assert outside == [points[-1][1]]  # the drop, and nothing else
-    expected, low, high = band[-1]
-    assert expected == pytest.approx(_volume(DAYS - 1), abs=40)
-    assert high - expected == pytest.approx(0.2 * expected)  # the 20% floor of volume_anomaly
-    custom = charts.band_rules({**_manifest(), "nodes": {VOLUME_TEST: {
-        "resource_type": "test", "test_metadata": {"name": "volume_anomaly",
-                                                   "kwargs": {"min_relative_change": 0.05}}}}})
-    assert custom["volume_anomaly"].min_relative_change == 0.05  # declared over the default
+def test_the_chart_draws_the_band_the_monitor_recorded(history) -> None:
+    warehouse, manifest = history
+    data = report.collect(warehouse, manifest, as_of=AS_OF)
+    (figure,) = [f["figure"] for f in data.figures if f["title"] == "shop.orders: rows delivered "
+                 "per load"]
+    traces = {trace["name"]: trace for trace in figure["data"]}
+    judged = [START + timedelta(days=day) for day in range(JUDGED_FROM, DAYS)]
+    drawn = {name: dict(zip(traces[name]["x"], traces[name]["y"], strict=True))
+             for name in ("band upper", "expected band", "expected")}
+    # one band point per judged measurement, exactly as recorded; none before the monitor judged
+    assert sorted(drawn["expected"]) == [f"{at:%Y-%m-%d %H:%M:%S}" for at in judged]
+    for day, at in enumerate(judged, start=JUDGED_FROM):
+        key = f"{at:%Y-%m-%d %H:%M:%S}"
+        assert (drawn["expected"][key], drawn["expected band"][key],
+                drawn["band upper"][key]) == _band(day)
+    # the anomaly's marker lies outside the band drawn at its measurement
+    (marker,) = [(x, y) for x, y in zip(traces["anomaly"]["x"], traces["anomaly"]["y"],
+                                        strict=True)]
+    assert marker[0] == f"{judged[-1]:%Y-%m-%d %H:%M:%S}"
+    assert not drawn["expected band"][marker[0]] <= marker[1] <= drawn["band upper"][marker[0]]
+    # a metric no monitor judged has no band
+    (lag,) = [f["figure"] for f in data.figures if "newest load" in f["title"]]
+    assert "expected band" not in {trace.get("name") for trace in lag["data"]}
 
 
 @pytest.mark.slow

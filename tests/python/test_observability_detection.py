@@ -238,6 +238,25 @@ def test_no_false_alarm_on_normal_days_and_every_injected_change_caught_on_its_d
             "select count(*) from platform.events where event_type = 'anomaly.detected' "
             "and batch_id is null and details::json ->> 'monitor' <> 'freshness_anomaly'"
         ).fetchone()[0]
+        # The band each metric monitor judged with is on its measurements: the measurements
+        # outside their recorded band are exactly the ones it reported.
+        judged, outside = con.execute(
+            "select count(*), list(distinct (node_id, column_name, metric_name, measured_at) "
+            "order by (node_id, column_name, metric_name, measured_at)) "
+            "filter (where metric_value < lower_bound or metric_value > upper_bound) "
+            "from platform.metric_history where judged_by is not null"
+        ).fetchone()
+        reported = con.execute(
+            "with found as (select (details::json ->> 'monitored_node_id', "
+            "details::json ->> 'column_name', details::json ->> 'metric_name', "
+            "try_cast(details::json ->> 'measured_at' as timestamp)) as measurement "
+            "from platform.events where event_type = 'anomaly.detected' and details::json ->> "
+            "'monitor' in ('volume_anomaly', 'null_rate_anomaly', 'distribution_anomaly', "
+            "'model_metrics_anomaly')) "
+            "select list(distinct measurement order by measurement) from found"
+        ).fetchone()[0]
+    print(f"bands recorded on {judged} judged measurements, {len(outside or [])} outside them")
+    assert judged > 0 and (outside or []) == (reported or [])
     assert unjoined == []
     # (freshness anomalies judge data that did not arrive: they have no batch)
     assert batches == 0, "anomaly events on delivered data carry the batch id of the rows judged"

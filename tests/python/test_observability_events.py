@@ -181,7 +181,7 @@ def test_failed_test_quarantined_file_and_anomaly_are_events_joined_by_ids(incid
         left join platform.events as loaded
             on loaded.event_type = 'file.loaded' and loaded.file_name = 'payments_2099-01-01.json'
         where anomaly.event_type = 'anomaly.detected'
-            and anomaly.node_id like 'test.dataops.source_freshness_anomaly%'
+            and anomaly.node_id like 'test.dataops.freshness_anomaly.%'
             and anomaly.source_name = 'payments'
     """)
     assert anomalies == [("payments", True)]

@@ -223,11 +223,14 @@ def test_builds_open_attach_and_resolve_incidents_with_one_webhook_alert_each(
     assert opened["incident_id"] in listed and " resolved " in listed
 
 
-def test_the_build_output_names_each_anomaly_with_its_message(
+def test_the_build_summary_names_each_anomaly_with_its_message(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Not `WARN 2 source_volume_anomaly_platform_metric_history_`: one line per anomaly."""
-    from dataops.cli import _print_observations
+    """Not `WARN 2 source_volume_anomaly_platform_metric_history_` and "2 warned": the summary
+    line counts the anomalies and each follows with its monitor and message."""
+    from collections import Counter
+
+    from dataops.cli import _print_build
     from dataops.core.settings import load_settings
     from dataops.dbt.runner import DbtOutcome
 
@@ -244,9 +247,12 @@ def test_the_build_output_names_each_anomaly_with_its_message(
             details={"monitor": "distribution_anomaly", "metric_name": "mean",
                      "column_name": "amount_cents"},
         )
-    _print_observations(DbtOutcome(success=True, invocation_id="inv1"), load_settings())
+    outcome = DbtOutcome(success=True, invocation_id="inv1",
+                         counts=Counter({("model", "success"): 3, ("test", "warn"): 2}))
+    _print_build(outcome, load_settings())
     lines = [line.strip() for line in capsys.readouterr().out.splitlines()]
-    assert lines[:2] == [
+    assert lines[:3] == [
+        "dbt build: 3 models and 0 seeds built, 0 tests passed, 2 warned, 0 failed; 2 anomalies:",
         "ANOMALY WARN distribution_anomaly: payments.payments.amount_cents: mean is 1980.0, "
         "expected 1650.2 +/- 66.0",
         "ANOMALY WARN volume_anomaly: shop.order_items: rows_added is 1166.0, expected 1879.5 "

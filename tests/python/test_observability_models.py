@@ -1,8 +1,11 @@
-"""Model monitors: a mart is measured and judged in the dbt invocation that builds it, and a model
-not rebuilt within its freshness SLO is reported (model_freshness).
+"""Model monitors: a mart is measured and judged in the dbt invocation that builds it, the band it
+was judged with is recorded and is the band the dashboard draws, the build names each anomaly, and
+a model not rebuilt within its freshness SLO is reported (model_freshness) and opens an incident
+that a rebuild resolves.
 
-Real dbt invocations on a copy of the built platform, with a constructed metric history for the
-mart (earlier measurements 50% above what the build will measure) and a simulated clock.
+Real dbt and `dataops build` invocations on a copy of the built platform, with a constructed metric
+history for the mart (earlier measurements 50% above what the build will measure) and a simulated
+clock.
 """
 
 from __future__ import annotations
@@ -14,9 +17,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import duckdb
+import pytest
 
 from dataops.core.settings import REPO_ROOT
-from tests.python.conftest import platform_env
+from dataops.observability import report
+from tests.python.conftest import dataops, platform_env
 
 MART = "model.dataops.fct_daily_revenue"
 AS_OF = datetime(2030, 1, 15, 6, 0)
@@ -30,10 +35,17 @@ def _dbt(home: Path, *args: str, as_of: datetime) -> subprocess.CompletedProcess
                           capture_output=True, text=True, timeout=600)
 
 
-def test_a_mart_is_judged_in_the_build_that_rebuilds_it_and_flagged_when_stale(
-    platform_copy: Path,
-) -> None:
-    warehouse = platform_copy / "warehouse_dev.duckdb"
+def _dataops_build(home: Path, select: str, as_of: datetime) -> str:
+    env = platform_env(home)
+    env["DATAOPS_AS_OF"] = as_of.strftime("%Y-%m-%d %H:%M:%S")
+    result = subprocess.run([sys.executable, "-m", "dataops", "build", "--select", select],
+                            cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
+    return result.stdout + result.stderr
+
+
+def _construct_history(warehouse: Path) -> None:
+    """14 earlier daily measurements of the mart, net revenue 50% above what the build measures,
+    a little noise."""
     with duckdb.connect(str(warehouse)) as con:
         measured = con.execute(
             "select column_name, metric_name, metric_value from platform.metric_history "
@@ -41,7 +53,6 @@ def test_a_mart_is_judged_in_the_build_that_rebuilds_it_and_flagged_when_stale(
             "platform.metric_history where node_id = ?)", [MART, MART],
         ).fetchall()
         assert {m for _, m, _ in measured} >= {"row_count", "mean", "min"}, measured
-        # 14 earlier daily measurements, net revenue 50% above today's, a little noise.
         for day in range(1, 15):
             for column, metric, value in measured:
                 earlier = value if metric == "row_count" else value * (1.5 + 0.01 * (day % 3))
@@ -51,6 +62,13 @@ def test_a_mart_is_judged_in_the_build_that_rebuilds_it_and_flagged_when_stale(
                     "values (?, 'constructed', ?, 'model', 'fct_daily_revenue', ?, ?, ?)",
                     [AS_OF - timedelta(days=day), MART, column, metric, earlier],
                 )
+
+
+def test_a_mart_is_judged_in_the_build_that_rebuilds_it_and_flagged_when_stale(
+    platform_copy: Path,
+) -> None:
+    warehouse = platform_copy / "warehouse_dev.duckdb"
+    _construct_history(warehouse)
 
     built = _dbt(platform_copy, "build", "--select", "fct_daily_revenue", as_of=AS_OF)
     assert built.returncode == 0, built.stdout[-3000:]
@@ -94,6 +112,95 @@ def test_a_mart_is_judged_in_the_build_that_rebuilds_it_and_flagged_when_stale(
     assert message == ("fct_daily_revenue: not rebuilt for 31.0 hours (last successful build "
                        "2030-01-15 06:00 UTC), over its freshness SLO of 30 hours")
 
+    # The stale mart opens one freshness incident through `dataops build`, which names it; a
+    # rebuild and the next check resolve it.
+    stale_build = _dataops_build(platform_copy, "test_name:model_freshness",
+                                 AS_OF + timedelta(hours=31))
+    assert f"ANOMALY WARN model_freshness: {message}" in stale_build, stale_build[-3000:]
+    assert "; 1 anomaly:" in stale_build and "Incident INC-" in stale_build, stale_build[-3000:]
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        (opened,) = con.execute(
+            "select incident_id, kind, status, asset, monitor, cause from platform.incidents "
+            "where monitor = 'model_freshness'").fetchall()
+    assert opened[1:] == ("freshness", "open", "fct_daily_revenue", "model_freshness", message)
+    _dataops_build(platform_copy, "fct_daily_revenue", AS_OF + timedelta(hours=32))
+    fresh_again = _dataops_build(platform_copy, "test_name:model_freshness",
+                                 AS_OF + timedelta(hours=33))
+    assert f"Incident {opened[0]} resolved" in fresh_again, fresh_again[-3000:]
+    listed = dataops(platform_copy, "incidents").stdout
+    assert any(line.startswith(opened[0]) and " resolved " in line
+               for line in listed.splitlines()), listed
+
+
+def test_the_dashboard_draws_the_band_the_monitor_judged_with_and_the_build_names_anomalies(
+    platform_copy: Path,
+) -> None:
+    warehouse = platform_copy / "warehouse_dev.duckdb"
+    _construct_history(warehouse)
+    builds = [AS_OF - timedelta(hours=12), AS_OF]
+    outputs = [_dataops_build(platform_copy, "fct_daily_revenue", at) for at in builds]
+
+    # dbt's console names the monitor's test; the summary counts the anomalies and each follows
+    # with its message.
+    last = outputs[-1]
+    assert "WARN 2 model_metrics_anomaly_fct_daily_revenue" in last, last[-3000:]
+    assert "; 2 anomalies:" in last, last[-3000:]
+    for metric in ("mean", "min"):
+        assert (f"ANOMALY WARN model_metrics_anomaly: fct_daily_revenue.net_revenue: {metric} is "
+                in last), last[-3000:]
+
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        recorded = con.execute(
+            "select measured_at, column_name, metric_name, metric_value, expected_value, "
+            "lower_bound, upper_bound, judged_by from platform.metric_history "
+            "where node_id = ? and measured_at in (?, ?) and metric_name in ('row_count', "
+            "'mean', 'min') order by all", [MART, *builds],
+        ).fetchall()
+        anomalies = [json.loads(d) for (d,) in con.execute(
+            "select details from platform.events where event_type = 'anomaly.detected' "
+            "and details::json ->> 'monitor' = 'model_metrics_anomaly'").fetchall()]
+    # every measurement the monitor judged carries its band (both builds: the history keeps it
+    # after the next build replaces the test's stored rows)
+    assert len(recorded) == 6, recorded
+    assert all(r[4] is not None and r[5] < r[4] < r[6] for r in recorded), recorded
+    assert all(r[7].startswith("test.dataops.model_metrics_anomaly_fct_daily_revenue.")
+               for r in recorded), recorded
+    band = {(r[0], r[1], r[2]): r[3:7] for r in recorded}
+    # the anomalies it reported are the measurements outside their band, with the same figures
+    outside = {key for key, (value, _, low, high) in band.items() if not low <= value <= high}
+    assert outside == {(at, "net_revenue", metric) for at in builds for metric in ("mean", "min")}
+    # (the first build's events were written at the wall clock, years before the simulated one:
+    # the second build's retention removed them; its output named them)
+    assert "; 2 anomalies:" in outputs[0], outputs[0][-3000:]
+    assert {(a["metric_name"], a["measured_at"][:19]) for a in anomalies} == {
+        ("mean", "2030-01-15 06:00:00"), ("min", "2030-01-15 06:00:00")}, anomalies
+    for anomaly in anomalies:
+        value, expected, low, high = band[(datetime.fromisoformat(anomaly["measured_at"]),
+                                           anomaly["column_name"], anomaly["metric_name"])]
+        assert anomaly["expected"] == pytest.approx(expected)
+        assert (expected - anomaly["tolerance"], expected + anomaly["tolerance"]) == (
+            pytest.approx(low), pytest.approx(high))
+
+    # the dashboard draws exactly that band, and the anomaly markers lie outside it
+    data = report.collect(warehouse, None, as_of=AS_OF)
+    for metric in ("mean", "min"):
+        (figure,) = [f["figure"] for f in data.figures
+                     if f["title"] == f"fct_daily_revenue.net_revenue: {metric}"]
+        traces = {trace.get("name"): trace for trace in figure["data"]}
+        drawn = {name: dict(zip(traces[name]["x"], traces[name]["y"], strict=True))
+                 for name in ("expected", "expected band", "band upper")}
+        at_build = {f"{at:%Y-%m-%d %H:%M:%S}": band[(at, "net_revenue", metric)] for at in builds}
+        assert set(drawn["expected"]) == set(at_build)  # the constructed days were never judged
+        for x, (_, expected, low, high) in at_build.items():
+            assert (drawn["expected"][x], drawn["expected band"][x], drawn["band upper"][x]) == (
+                pytest.approx(expected), pytest.approx(low), pytest.approx(high))
+        values = dict(zip(traces[metric]["x"], traces[metric]["y"], strict=True))
+        assert all(not drawn["expected band"][x] <= values[x] <= drawn["band upper"][x]
+                   for x in at_build)
+        markers = dict(zip(traces["anomaly"]["x"], traces["anomaly"]["y"], strict=True))
+        assert markers == {f"{AS_OF:%Y-%m-%d %H:%M:%S}": values[f"{AS_OF:%Y-%m-%d %H:%M:%S}"]}
+        assert all(not drawn["expected band"][x] <= y <= drawn["band upper"][x]
+                   for x, y in markers.items())
 
 def test_model_freshness_judges_a_build_after_the_models_it_rebuilt(platform_copy: Path) -> None:
     """In a build, model_freshness is evaluated after every model of the invocation: the models

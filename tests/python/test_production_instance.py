@@ -47,7 +47,11 @@ def test_production_instance_is_the_dev_instance_on_postgres():
     # runs in the code-server container with Dagster's own launcher, behind the same queue.
     assert dev.pop("run_launcher")["class"] == "StandbyRunLauncher"
     assert "run_launcher" not in production
-    assert dev.pop("run_coordinator")["config"] == production.pop("run_coordinator")["config"]
+    # The dev daemon also looks for due sensors every second (sensor_loop_seconds, set by its
+    # run coordinator); production keeps Dagster's own coordinator and its 5 s sensor loop.
+    dev_coordinator = dev.pop("run_coordinator")["config"]
+    assert dev_coordinator.pop("sensor_loop_seconds") == 1
+    assert dev_coordinator == production.pop("run_coordinator")["config"]
     assert "storage" not in dev and production == dev  # same queue, pools, sensors
     db = storage["postgres"]["postgres_db"]
     # Every connection setting comes from the environment; none is written here.

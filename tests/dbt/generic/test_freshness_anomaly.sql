@@ -20,9 +20,17 @@
 {%- endfor %}
 with
 
-anomalies as (
+judged as (
     {{ dataops_metric_anomalies(model, ['freshness_lag_hours'], sensitivity, training_days, min_history,
         min_absolute_change, min_relative_change, 'none', 'up') | indent(4) }}
+),
+
+anomalies as (
+    select
+        node_id, source_name, table_name, column_name, metric_name, metric_value,
+        expected_value, tolerance, measured_at, batch_id, file_hash, reason
+    from judged
+    where is_anomaly
 ),
 
 {% if slas %}
@@ -30,10 +38,8 @@ slas as (
     {{ slas | join("\n    union all\n    ") }}
 ),
 
-latest_runs as (
-    select node_id, max(measured_at) as measured_at
-    from {{ model }}
-    group by 1
+latest as (
+    {{ dataops_latest_measurements(model) | indent(4) }}
 ),
 
 sla_breaches as (
@@ -52,10 +58,7 @@ sla_breaches as (
         lags.source_name || '.' || lags.table_name || ': no new data for '
         || cast(round(lags.metric_value, 1) as varchar) || ' hours, over the {{ sla }} SLA of '
         || cast(slas.sla_hours as varchar) || ' hours' as reason
-    from {{ model }} as lags
-    inner join latest_runs
-        on lags.node_id = latest_runs.node_id
-        and lags.measured_at = latest_runs.measured_at
+    from latest as lags
     inner join slas on lags.node_id = slas.node_id
     where lags.metric_name = 'freshness_lag_hours'
         and lags.metric_value > slas.sla_hours

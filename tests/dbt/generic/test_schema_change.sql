@@ -14,18 +14,13 @@
 {%- endfor %}
 with
 
-latest_runs as (
-    select node_id, max(measured_at) as measured_at
-    from {{ model }}
-    group by 1
+latest as (
+    {{ dataops_latest_measurements(model) | indent(4) }}
 ),
 
-latest as (
-    select history.*
-    from {{ model }} as history
-    inner join latest_runs
-        on history.node_id = latest_runs.node_id
-        and history.measured_at = latest_runs.measured_at
+latest_runs as (
+    select distinct node_id, measured_at
+    from latest
 ),
 
 delivered as (

@@ -13,20 +13,15 @@
 {%- endfor %}
 with
 
-latest_runs as (
-    select node_id, max(measured_at) as measured_at
-    from {{ model }}
-    group by 1
+latest as (
+    {{ dataops_latest_measurements(model) | indent(4) }}
 ),
 
 added as (
-    select history.*
-    from {{ model }} as history
-    inner join latest_runs
-        on history.node_id = latest_runs.node_id
-        and history.measured_at = latest_runs.measured_at
-    where history.metric_name = 'column_undeclared'
-        and history.node_id in ({{ (additive or ["''"]) | join(', ') }})
+    select *
+    from latest
+    where metric_name = 'column_undeclared'
+        and node_id in ({{ (additive or ["''"]) | join(', ') }})
 ),
 
 final as (
