@@ -155,8 +155,9 @@ where history.node_id = judged.node_id
 {#-
     A test judged again at the end of the invocation (on-run-end, after every node): its query
     (compiled SQL) replaces its stored failures, and its status follows their count (its
-    fail_calc) and its severity, as dbt would. For model_freshness, which dbt may run before the models this
-    invocation rebuilds (or skips): the recorded verdict, its events and incidents are this one;
+    fail_calc) and its severity, as dbt would. For model_freshness, which dbt may run before
+    the models this invocation rebuilds (or skips): the recorded verdict, its events and
+    incidents are this one;
     dbt's own console line and run_results.json keep the first evaluation.
 -#}
 {% macro dataops_judge_after_models(node) -%}
