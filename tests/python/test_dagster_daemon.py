@@ -181,11 +181,13 @@ def test_a_landed_file_is_ingested_and_only_its_downstream_assets_rebuilt(platfo
     assert run.status.value == "SUCCESS", platform.log_messages(run.run_id)[-3000:]
     assert run.tags["dataops/source"] == "shop"
     # It ran in the worker the daemon's launcher had warmed up (orchestration/launcher.py), and
-    # its dbt steps (three: upstream of the partitioned fact, the fact, the rest) ran dbt in that
-    # process on the manifest the worker had preloaded (dataops/dbt/preloaded.py).
+    # its dbt steps (three: upstream of the partitioned fact, the fact, the rest) and the source
+    # freshness check of raw/shop/orders ran dbt in that process on the manifest the worker had
+    # preloaded (dataops/dbt/preloaded.py).
     assert run.tags.get(PID_TAG), run.tags
     logs = platform.log_messages(run.run_id)
-    assert logs.count("in-process on the preloaded manifest") == 3, logs[-3000:]
+    assert logs.count("in-process on the preloaded manifest: `dbt build") == 3, logs[-3000:]
+    assert logs.count("in-process on the preloaded manifest: `dbt source freshness") == 1
     monkeypatch.setenv("DATAOPS_HOME", str(platform.home))
     monkeypatch.setenv("DBT_TARGET_PATH", str(platform.home / "target"))
     materialized = platform.materialized(run.run_id)
