@@ -19,7 +19,6 @@ default way too, so no process other than the daemon keeps a worker.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import signal
 import socket
@@ -43,6 +42,7 @@ from dagster import (
 from dagster._core.launcher.base import LaunchRunContext
 from dagster._serdes import ConfigurableClassData, serialize_value
 
+from dataops.core.fingerprint import stat_fingerprint
 from dataops.core.settings import REPO_ROOT
 
 PID_TAG = "dataops/run_worker_pid"
@@ -54,17 +54,10 @@ WATCHED = (("orchestration", "*.py"), ("dataops", "*.py"), ("models", "*.yml"))
 def code_fingerprint(manifest: Path | None = None, root: Path = REPO_ROOT) -> str:
     """A digest of the path, size and mtime of every file the code location is built from: a
     worker warmed up under another fingerprint would run other code than a new process."""
-    paths = sorted(p for folder, pattern in WATCHED for p in (root / folder).rglob(pattern))
+    paths = [p for folder, pattern in WATCHED for p in (root / folder).rglob(pattern)]
     if manifest is not None:
         paths.append(manifest)
-    digest = hashlib.sha256()
-    for path in paths:
-        try:
-            stat = path.stat()
-        except OSError:
-            continue
-        digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
-    return digest.hexdigest()
+    return stat_fingerprint(paths)
 
 
 def _manifest() -> Path | None:

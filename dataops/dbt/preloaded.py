@@ -22,7 +22,6 @@ warehouse lock between commands (one writer at a time: the ``warehouse`` pool).
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import queue
@@ -36,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from dataops.core.fingerprint import stat_fingerprint
 from dataops.dbt.runner import QUIET_ENV, invoke
 
 # What dbt parses: these files, and the folders dbt_project.yml names (model-paths, ...).
@@ -80,14 +80,7 @@ def project_fingerprint(project_dir: Path) -> str:
         root = project_dir / folder
         if root.is_dir():
             paths.extend(p for p in root.rglob("*") if p.is_file())
-    digest = hashlib.sha256()
-    for path in sorted(paths):
-        try:
-            stat = path.stat()
-        except OSError:
-            continue
-        digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
-    return digest.hexdigest()
+    return stat_fingerprint(paths)
 
 
 def option(args: Sequence[str], name: str) -> str | None:
