@@ -75,7 +75,9 @@ class Page:
         wait_for(what, lambda: self.evaluate(probe), timeout=300, interval=1)
 
     def html(self) -> str:
-        return self.evaluate("document.documentElement.outerHTML")
+        """The page's HTML; empty while a navigation has not yet created the new document
+        (``documentElement`` is null for a moment: read too early, the page is not yet there)."""
+        return self.evaluate("document.documentElement ? document.documentElement.outerHTML : ''")
 
     def screenshot(self, path: Path) -> Path:
         picture = self.call("Page.captureScreenshot", format="png")["data"]
