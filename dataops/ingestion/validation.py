@@ -914,7 +914,7 @@ def check_rows(
     # Every key column (a composite key is several) must be a declared raw column to compare keys.
     key_columns = [c for c in declared if c.staged_name in table.primary_key]
     key_column = key_columns[0] if len(key_columns) == len(table.primary_key) else None
-    key, dense = None, False
+    key, dense, plain = None, False, None
     if key_column is not None and landing.duplicate_keys == "quarantine":
         # Keys compare as staging will see them (cast to the declared type: '007' and '7' are
         # one key), which also hashes faster than text.
@@ -929,17 +929,41 @@ def check_rows(
             f"else row({', '.join(parts)}) end"
         )
         dense = len(key_columns) == 1 and _normalise_type(key_column.data_type) in BITMAP_TYPES
+        only = key_columns[0]
+        raw_key = by_lower[only.name.lower()]
+        if (
+            len(key_columns) == 1
+            and only.is_string
+            and staged.columns[raw_key].upper() == "VARCHAR"
+            and parts[0] == f"nullif(trim(cast({quote_identifier(raw_key)} as varchar)), '')"
+        ):
+            plain = quote_identifier(raw_key)  # a trimmed text key (see below)
     # One scan counts every failure (each condition evaluated once); the rare failing checks get
     # a second query for their first row and value.
     aggregates = [f"count_if({condition})" for _, _, condition, _ in checks]
     if dense:  # an integer key: its range first, then a bitmap of the values (_repeated_keys)
         aggregates += [f"count({key})", f"min({key})", f"max({key})"]
+    elif plain:
+        # A trimmed text key compares as the raw text when no value starts or ends with a space
+        # (then trim changes nothing but blanks, which the null check reports): count(distinct)
+        # of the raw text skips a trim per value (Parquet, 1M rows: 0.25 -> 0.11 + 0.03 CPU s).
+        aggregates += [
+            f"count_if(starts_with({plain}, ' ') or ends_with({plain}, ' '))",
+            f"count({plain}) - count(distinct {plain})",
+        ]
     else:
         aggregates.append(f"count({key}) - count(distinct {key})" if key else "0")
     found = con.execute(f"select {', '.join(aggregates)} from {rows} where {scope}").fetchone()
     if dense:
         counts = list(found[: len(checks)])
         repeated = _repeated_keys(con, key, rows, scope, *found[len(checks) :])
+    elif plain:
+        counts = list(found[: len(checks)])
+        edged, repeated = found[len(checks) :]
+        if edged:
+            repeated = con.execute(
+                f"select count({key}) - count(distinct {key}) from {rows} where {scope}"
+            ).fetchone()[0]
     else:
         *counts, repeated = found
     failing = [index for index, count in enumerate(counts) if count]

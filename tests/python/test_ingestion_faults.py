@@ -319,6 +319,15 @@ def parquet_blank_key(folder: Path, template: Path) -> Path:
     return _parquet(folder, template, "sessions_2099-01-01.parquet", select)
 
 
+def parquet_key_repeated_with_a_space(folder: Path, template: Path) -> Path:
+    """Row 3's session_id is row 1's followed by a space: one key once trimmed, as staged."""
+    select = (
+        "* replace (case when row_number() over () = 3 then first_value(session_id) over () "
+        "|| ' ' else session_id end as session_id)"
+    )
+    return _parquet(folder, template, "sessions_2099-01-01.parquet", select)
+
+
 def parquet_wider_integer(folder: Path, template: Path) -> Path:
     """page_views as BIGINT where INTEGER is declared: inserted directly, converted exactly."""
     select = "* replace (cast(page_views as bigint) as page_views)"
@@ -464,6 +473,9 @@ CASES = [
          "quarantined", ("type_cast", "column_retyped")),
     Case("blank text primary key (Parquet)", "web.sessions", parquet_blank_key, "quarantined",
          ("primary_key_null",), "session_id", where={"row": 3, "column": "session_id"}),
+    Case("a text key repeated with a trailing space (Parquet)", "web.sessions",
+         parquet_key_repeated_with_a_space, "quarantined", ("primary_key_duplicate",),
+         "appears more than once", where={"row": 1, "column": "session_id"}),
     Case("wider integer type than declared (Parquet)", "web.sessions", parquet_wider_integer,
          "loaded"),
     Case("integer out of the declared range (Parquet)", "web.sessions",
