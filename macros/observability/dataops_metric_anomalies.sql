@@ -26,7 +26,7 @@
     One row per judged measurement (the band the monitor judged it with, anomalous or not): a
     monitor's result row with its band (dataops_monitor_result: node_id, ..., tolerance,
     lower_bound, upper_bound, is_anomaly, measured_at, batch_id, file_hash, reason).
-    The tests count `is_anomaly` (dataops_anomaly_fail_calc) and store every row; on-run-end
+    The tests count `is_anomaly` (dataops_anomaly_test_config) and store every row; on-run-end
     turns the anomalous ones into `anomaly.detected` events and writes every row's band into
     platform.metric_history (dataops_record_bands), where the dashboard reads it.
 -#}
