@@ -658,6 +658,26 @@ def strict_cast(expression: str, data_type: str) -> str:
     return f"case when {condition} then try_cast({expression} as {data_type}) end"
 
 
+def cast_fails(expression: str, data_type: str) -> str:
+    """DuckDB SQL, true where a non-null value does not convert by :func:`strict_cast`.
+
+    A value that is already DuckDB's own text for the type ('42', '0.13', '2025-01-01 00:00:00':
+    cast to the type and back, it comes out unchanged) converts without any change of meaning,
+    so strict_cast's pattern checks (a regular expression per value) run only on the others.
+    """
+    failed = f"{expression} is not null and {strict_cast(expression, data_type)} is null"
+    kind = data_type.lower().replace(" ", "")
+    if not (
+        kind in INTEGER_TYPES
+        or kind in ("timestamp", "datetime")
+        or re.match(r"^(decimal|numeric)(\(\d+,\d+\))?$", kind)
+    ):
+        return failed
+    text = f"cast({expression} as varchar)"
+    canonical = f"cast(try_cast({expression} as {data_type}) as varchar) = {text}"
+    return f"{expression} is not null and (case when {canonical} then false else {failed} end)"
+
+
 def _position(
     staged_format: str, row_id: int | None, header: bool, first_row_id: int = 0
 ) -> tuple[int | None, int | None]:
@@ -797,6 +817,38 @@ def check_columns(
     return violations
 
 
+# Integer keys whose values fit a bitmap: uniqueness is checked with ``bitstring_agg`` (one bit
+# per value between the file's smallest and largest key) instead of ``count(distinct)``'s hash
+# table, when that range is at most BITMAP_MAX_BITS (16 MiB of bits).
+BITMAP_TYPES = frozenset(
+    {"tinyint", "smallint", "integer", "int", "bigint", "int1", "int2", "int4", "int8", "long",
+     "short", "signed", "utinyint", "usmallint", "uinteger"}
+)  # fmt: skip
+BITMAP_MAX_BITS = 1 << 27
+
+
+def _repeated_keys(
+    con: duckdb.DuckDBPyConnection,
+    key: str,
+    rows: str,
+    scope: str,
+    count: int,
+    low: int | None,
+    high: int | None,
+) -> int:
+    """How many non-null integer keys repeat one another (0: the keys are unique)."""
+    if not count:
+        return 0
+    span = int(high) - int(low) + 1
+    if span < count:
+        return count - span  # more keys than values in their range: some repeat (at least this)
+    if span > BITMAP_MAX_BITS:
+        query = f"count({key}) - count(distinct {key})"
+    else:
+        query = f"count({key}) - bit_count(bitstring_agg({key}, {int(low)}, {int(high)}))"
+    return con.execute(f"select {query} from {rows} where {scope}").fetchone()[0]
+
+
 def check_rows(
     con: duckdb.DuckDBPyConnection, table: SourceTable, staged: StagedFile
 ) -> list[Violation]:
@@ -825,21 +877,27 @@ def check_rows(
                 (
                     "type_cast",
                     column.name,
-                    f"{text} is not null and {strict_cast(text, column.data_type)} is null",
+                    cast_fails(text, column.data_type),
                     f"value does not convert to {column.data_type} without changing its "
                     "meaning (no rounding, offsets converted to UTC, within range)",
                 )
             )
         if column.staged_name in table.primary_key:
-            key_text = text if column.is_string else raw
-            blank = (
-                f" or trim(cast({raw} as varchar)) = ''" if file_type.upper() == "VARCHAR" else ""
-            )
+            if file_type.upper() == "VARCHAR":
+                # Null or blank (spaces only). The staged key text is null exactly then, and a
+                # blank value sorts below '!', so trim() runs only on those few values.
+                as_text = f"cast({raw} as varchar)"
+                missing = (
+                    f"{raw} is null or (case when {as_text} < '!' then trim({as_text}) = '' "
+                    "else false end)"
+                )
+            else:
+                missing = f"{text if column.is_string else raw} is null"
             checks.append(
                 (
                     "primary_key_null",
                     column.name,
-                    f"{key_text} is null{blank}",
+                    missing,
                     f"primary key {column.staged_name!r} is null or blank",
                 )
             )
@@ -856,7 +914,7 @@ def check_rows(
     # Every key column (a composite key is several) must be a declared raw column to compare keys.
     key_columns = [c for c in declared if c.staged_name in table.primary_key]
     key_column = key_columns[0] if len(key_columns) == len(table.primary_key) else None
-    key = None
+    key, dense = None, False
     if key_column is not None and landing.duplicate_keys == "quarantine":
         # Keys compare as staging will see them (cast to the declared type: '007' and '7' are
         # one key), which also hashes faster than text.
@@ -870,13 +928,20 @@ def check_rows(
             f"case when {' or '.join(p + ' is null' for p in parts)} then null "
             f"else row({', '.join(parts)}) end"
         )
+        dense = len(key_columns) == 1 and _normalise_type(key_column.data_type) in BITMAP_TYPES
     # One scan counts every failure (each condition evaluated once); the rare failing checks get
     # a second query for their first row and value.
     aggregates = [f"count_if({condition})" for _, _, condition, _ in checks]
-    aggregates.append(f"count({key}) - count(distinct {key})" if key else "0")
-    *counts, repeated = con.execute(
-        f"select {', '.join(aggregates)} from {rows} where {scope}"
-    ).fetchone()
+    if dense:  # an integer key: its range first, then a bitmap of the values (_repeated_keys)
+        aggregates += [f"count({key})", f"min({key})", f"max({key})"]
+    else:
+        aggregates.append(f"count({key}) - count(distinct {key})" if key else "0")
+    found = con.execute(f"select {', '.join(aggregates)} from {rows} where {scope}").fetchone()
+    if dense:
+        counts = list(found[: len(checks)])
+        repeated = _repeated_keys(con, key, rows, scope, *found[len(checks) :])
+    else:
+        *counts, repeated = found
     failing = [index for index, count in enumerate(counts) if count]
     if failing:
         details = []

@@ -20,6 +20,7 @@ from dataops.ingestion.loader import (
     file_sha256,
     ingest,
 )
+from dataops.ingestion.validation import cast_fails, strict_cast
 from dataops.sources.registry import load_registry
 from tests.python.conftest import dataops, platform_env
 
@@ -419,3 +420,33 @@ def test_a_table_declared_before_its_first_file_builds_green(sample_landing: Pat
     with duckdb.connect(str(home / "warehouse_dev.duckdb"), read_only=True) as con:
         assert con.execute("select count(*) from raw_payments.refunds").fetchone() == (0,)
         assert con.execute("select count(*) from staging.stg_payments__refunds").fetchone() == (0,)
+
+
+CAST_SAMPLES = {
+    "bigint": ["42", "-42", "007", "-0", "+5", " 5 ", "1.0", "1.", "1.5", "0.5", "1e3", "0x10",
+               "1_000", "", " ", "abc", "9223372036854775807", "9223372036854775808"],
+    "integer": ["2147483647", "2147483648", "12", "12.00", "-3"],
+    "smallint": ["32767", "32768", "1"],
+    "decimal(18, 2)": ["0.13", "0.10", "0.1", "0.125", "0.120", "1.5", ".5", "5.", "-0.13",
+                       "1e2", "12", "-0.00", "1234567890123456.78", "12345678901234567.00"],
+    "decimal(5, 0)": ["12345", "123456", "1.0", "1.5"],
+    "timestamp": ["2025-01-01 00:00:00", "2025-01-01T00:00:00", "2025-01-01 00:00:00+02:00",
+                  "2025-01-01 10:00:00 Europe/Paris", "2025-01-01 00:00:00.5",
+                  "2025-01-01 00:00:00.123456", "2025-01-01", "infinity", "2025-13-01 00:00:00"],
+}
+
+
+@pytest.mark.parametrize("data_type", list(CAST_SAMPLES))
+def test_the_canonical_text_fast_path_fails_exactly_the_values_strict_cast_fails(data_type: str):
+    """cast_fails (the loader's check) skips strict_cast's patterns for values already in DuckDB's
+    own text for the type; it must fail exactly the values strict_cast turns into null."""
+    values = [*CAST_SAMPLES[data_type], None]
+    with duckdb.connect() as con:
+        con.execute("create table t (x varchar)")
+        con.executemany("insert into t values (?)", [[v] for v in values])
+        rows = con.execute(
+            f"select x, {cast_fails('x', data_type)}, "
+            f"x is not null and {strict_cast('x', data_type)} is null from t"
+        ).fetchall()
+    assert [(x, fast) for x, fast, _ in rows] == [(x, strict) for x, _, strict in rows]
+    assert any(fast for _, fast, _ in rows) and not all(fast for _, fast, _ in rows)

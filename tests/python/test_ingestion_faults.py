@@ -132,6 +132,21 @@ def duplicate_keys(folder: Path, template: Path) -> Path:
     return _write(folder, "orders_2099-01-01.csv", "".join(lines + [lines[2]]))
 
 
+def repeated_key_within_range(folder: Path, template: Path) -> Path:
+    """One key replaced by another of the file: as many keys as values in their range."""
+    lines = _lines(template)
+    lines[5] = _csv_cell(lines[5], 0, lines[2].split(",")[0])
+    return _write(folder, "orders_2099-01-01.csv", "".join(lines))
+
+
+def repeated_key_far_apart(folder: Path, template: Path) -> Path:
+    """Two rows share a key far from the others (a range too wide for a bitmap)."""
+    lines = _lines(template)
+    for index in (2, 6):
+        lines[index] = _csv_cell(lines[index], 0, "900000000000000")
+    return _write(folder, "orders_2099-01-01.csv", "".join(lines))
+
+
 def reserved_column(folder: Path, template: Path) -> Path:
     lines = _bumped(template).decode().splitlines()
     rows = [lines[0] + ",_file_name"] + [f"{line},x" for line in lines[1:]]
@@ -295,6 +310,15 @@ def parquet_fraction_in_integer(folder: Path, template: Path) -> Path:
     return _parquet(folder, template, "sessions_2099-01-01.parquet", select)
 
 
+def parquet_blank_key(folder: Path, template: Path) -> Path:
+    """A session_id (a text key) of spaces only at row 3: blank, as null."""
+    select = (
+        "* replace (case when row_number() over () = 3 then '   ' else session_id end "
+        "as session_id)"
+    )
+    return _parquet(folder, template, "sessions_2099-01-01.parquet", select)
+
+
 def parquet_wider_integer(folder: Path, template: Path) -> Path:
     """page_views as BIGINT where INTEGER is declared: inserted directly, converted exactly."""
     select = "* replace (cast(page_views as bigint) as page_views)"
@@ -377,6 +401,12 @@ CASES = [
     Case("duplicate primary keys inside a file", "shop.orders", duplicate_keys, "quarantined",
          ("primary_key_duplicate",), "appears more than once",
          where={"line": 3, "column": "order_id"}),
+    Case("a key repeated within the keys' range", "shop.orders", repeated_key_within_range,
+         "quarantined", ("primary_key_duplicate",), "appears more than once",
+         where={"line": 3, "column": "order_id"}),
+    Case("a key repeated far from the others", "shop.orders", repeated_key_far_apart,
+         "quarantined", ("primary_key_duplicate",), "'900000000000000'",
+         where={"line": 3, "column": "order_id"}),
     Case("lineage column in the file", "shop.orders", reserved_column, "quarantined",
          ("reserved_column",), "_file_name"),
     Case("very large single field", "shop.orders", very_large_field, "quarantined",
@@ -432,6 +462,8 @@ CASES = [
          where={"line": 3, "column": "unit_price"}),
     Case("fraction in an integer column (Parquet)", "web.sessions", parquet_fraction_in_integer,
          "quarantined", ("type_cast", "column_retyped")),
+    Case("blank text primary key (Parquet)", "web.sessions", parquet_blank_key, "quarantined",
+         ("primary_key_null",), "session_id", where={"row": 3, "column": "session_id"}),
     Case("wider integer type than declared (Parquet)", "web.sessions", parquet_wider_integer,
          "loaded"),
     Case("integer out of the declared range (Parquet)", "web.sessions",
