@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from dataops.cicd.environments import CicdError, Layout
+from dataops.core.git import git_commit
 from dataops.core.settings import Settings, load_settings
 from dataops.dbt.runner import DbtOutcome, dbt_args, run_dbt
 from dataops.ingestion.loader import IngestionSummary, ingest
@@ -112,7 +113,7 @@ def deploy(layout: Layout, *, docs: bool = True, load_raw: bool = False) -> Depl
                 if (layout.deploy_target_dir / name).is_file():
                     _publish(layout.deploy_target_dir / name, layout.prod_state_dir / "docs" / name)
     record = {
-        "commit": wap.git_commit(),
+        "commit": git_commit(),
         "release": result.name,
         "started_at": started_at.isoformat(),
         "deployed_at": datetime.now(UTC).replace(tzinfo=None).isoformat(),

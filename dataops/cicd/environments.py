@@ -13,7 +13,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -25,7 +24,7 @@ import duckdb
 from filelock import FileLock, Timeout
 
 from dataops.core.events import ensure_events, record_event
-from dataops.core.settings import PROJECT_DIR, load_settings
+from dataops.core.settings import load_settings
 from dataops.core.sql import quote_identifier, quote_literal
 
 PR_SCHEMA = re.compile(r"pr_([1-9][0-9]*)")
@@ -216,23 +215,6 @@ class PrEnvironment:
     schema: str
     created_at: datetime | None  # None when the bookkeeping table is missing (a crashed build)
     commit: str | None
-
-
-def git_commit(project_dir: Path = PROJECT_DIR) -> str | None:
-    """The checked-out commit of the project, or GITHUB_SHA, or None outside git."""
-    try:
-        result = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=project_dir,
-            capture_output=True,
-            text=True,
-            timeout=10,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        result = None
-    if result is not None and result.returncode == 0:
-        return result.stdout.strip()
-    return os.environ.get("GITHUB_SHA")
 
 
 def reset_environment(

@@ -24,12 +24,12 @@ from dataops.cicd.environments import (
     ci_lock,
     connect,
     drop_environment,
-    git_commit,
     pr_schema,
     reset_environment,
     strip_ansi,
 )
 from dataops.core.events import ensure_events, record_event
+from dataops.core.git import git_commit
 from dataops.core.settings import PROJECT_DIR, load_settings
 from dataops.core.sql import quote_identifier, quote_literal
 from dataops.dbt.runner import DbtOutcome, dbt_args, dbt_env, environ, invoke, run_dbt

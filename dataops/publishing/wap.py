@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, ExitStack, contextmanager
@@ -40,7 +39,8 @@ from filelock import FileLock
 
 from dataops.core.alerts import post_alert
 from dataops.core.events import ensure_events, record_event
-from dataops.core.settings import PROJECT_DIR, Settings
+from dataops.core.git import git_commit
+from dataops.core.settings import Settings
 from dataops.core.warehouse import is_lock_error, with_warehouse_lock_retry
 from dataops.dbt.runner import DbtOutcome, dbt_args, dbt_env, invoke, run_dbt
 from dataops.publishing import releases as rel
@@ -66,23 +66,6 @@ def keep_count() -> int:
 def releases_dir(settings: Settings) -> Path:
     """Per-release dbt artefacts (manifest.json, run_results.json, logs)."""
     return settings.home / "releases"
-
-
-def git_commit(project_dir: Path = PROJECT_DIR) -> str | None:
-    """The checked-out commit, else GITHUB_SHA, else None."""
-    try:
-        result = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=project_dir,
-            capture_output=True,
-            text=True,
-            timeout=10,
-        )
-        if result.returncode == 0:
-            return result.stdout.strip()
-    except (OSError, subprocess.TimeoutExpired):
-        pass
-    return os.environ.get("GITHUB_SHA")
 
 
 def file_wait_seconds() -> float:

@@ -23,10 +23,10 @@
                        and the training holds at least `min_history` measurements.
     `direction`: both, up or down (the other bound is null). `metric_filter` restricts which
     values count (e.g. > 0).
-    One row per judged measurement (the band the monitor judged it with, anomalous or not):
-    node_id, source_name, table_name, column_name, metric_name, metric_value, expected_value,
-    tolerance, lower_bound, upper_bound, is_anomaly, measured_at, batch_id, file_hash, reason.
-    The tests count `is_anomaly` (dataops_anomaly_fail_calc) and store every row; on-run-end
+    One row per judged measurement (the band the monitor judged it with, anomalous or not): a
+    monitor's result row with its band (dataops_monitor_result: node_id, ..., tolerance,
+    lower_bound, upper_bound, is_anomaly, measured_at, batch_id, file_hash, reason).
+    The tests count `is_anomaly` (dataops_anomaly_test_config) and store every row; on-run-end
     turns the anomalous ones into `anomaly.detected` events and writes every row's band into
     platform.metric_history (dataops_record_bands), where the dashboard reads it.
 -#}
@@ -278,38 +278,29 @@ bounded as (
     from tolerated
 ),
 
+{%- set reason -%}
+coalesce(source_name || '.', '') || table_name
+|| coalesce('.' || column_name, '') || ': ' || metric_name || ' is '
+|| cast(round(metric_value, 4) as varchar) || ', expected '
+|| cast(round(expected_value, 4) as varchar) || ' +/- '
+|| cast(round(tolerance, 4) as varchar)
+|| ' (' || case when is_seasonal
+    then 'median of ' || cast(season_count as varchar) || ' earlier same-weekday'
+    else 'median of ' || cast(training_count as varchar) || ' earlier'
+end || ' measurements'
+|| case when slope <> 0 and expected_value <> 0
+    then ', trend ' || cast(round(100 * slope / abs(expected_value), 2) as varchar)
+    || ' %/day'
+    else ''
+end
+|| ', spread ' || cast(round(spread, 4) as varchar) || ')'
+{%- endset %}
+
 final as (
-    select
-        node_id,
-        source_name,
-        table_name,
-        column_name,
-        metric_name,
-        metric_value,
-        expected_value,
-        tolerance,
-        lower_bound,
-        upper_bound,
-        coalesce(metric_value < lower_bound or metric_value > upper_bound, false) as is_anomaly,
-        measured_at,
-        batch_id,
-        file_hash,
-        coalesce(source_name || '.', '') || table_name
-        || coalesce('.' || column_name, '') || ': ' || metric_name || ' is '
-        || cast(round(metric_value, 4) as varchar) || ', expected '
-        || cast(round(expected_value, 4) as varchar) || ' +/- '
-        || cast(round(tolerance, 4) as varchar)
-        || ' (' || case when is_seasonal
-            then 'median of ' || cast(season_count as varchar) || ' earlier same-weekday'
-            else 'median of ' || cast(training_count as varchar) || ' earlier'
-        end || ' measurements'
-        || case when slope <> 0 and expected_value <> 0
-            then ', trend ' || cast(round(100 * slope / abs(expected_value), 2) as varchar)
-            || ' %/day'
-            else ''
-        end
-        || ', spread ' || cast(round(spread, 4) as varchar) || ')' as reason
-    from bounded
+    {{ dataops_monitor_result('bounded', {
+        'is_anomaly': 'coalesce(metric_value < lower_bound or metric_value > upper_bound, false)',
+        'reason': reason,
+    }, band=true) | indent(4) }}
 )
 
 select * from final

@@ -26,10 +26,7 @@ judged as (
 ),
 
 anomalies as (
-    select
-        node_id, source_name, table_name, column_name, metric_name, metric_value,
-        expected_value, tolerance, measured_at, batch_id, file_hash, reason
-    from judged
+    {{ dataops_monitor_result('judged') | indent(4) }}
     where is_anomaly
 ),
 
@@ -42,27 +39,30 @@ latest as (
     {{ dataops_latest_measurements(model) | indent(4) }}
 ),
 
-sla_breaches as (
+breaches as (
     select
-        lags.node_id,
-        lags.source_name,
-        lags.table_name,
-        lags.column_name,
-        lags.metric_name,
-        lags.metric_value,
-        slas.sla_hours as expected_value,
-        0.0 as tolerance,
-        lags.measured_at,
-        lags.batch_id,
-        lags.file_hash,
-        lags.source_name || '.' || lags.table_name || ': no new data for '
-        || cast(round(lags.metric_value, 1) as varchar) || ' hours, over the {{ sla }} SLA of '
-        || cast(slas.sla_hours as varchar) || ' hours' as reason
+        lags.*,
+        slas.sla_hours
     from latest as lags
     inner join slas on lags.node_id = slas.node_id
     where lags.metric_name = 'freshness_lag_hours'
         and lags.metric_value > slas.sla_hours
 ),
+
+{%- set reason -%}
+source_name || '.' || table_name || ': no new data for '
+|| cast(round(metric_value, 1) as varchar) || ' hours, over the {{ sla }} SLA of '
+|| cast(sla_hours as varchar) || ' hours'
+{%- endset %}
+
+sla_breaches as (
+    {{ dataops_monitor_result('breaches', {
+        'expected_value': 'sla_hours',
+        'tolerance': '0.0',
+        'reason': reason,
+    }) | indent(4) }}
+),
+
 {% endif %}
 
 final as (

@@ -50,23 +50,26 @@ ages as (
     inner join builds on slos.node_id = builds.node_id
 ),
 
+{%- set reason -%}
+model_name || ': not rebuilt for ' || cast(round(hours_since_build, 1) as varchar)
+|| ' hours (last successful build ' || strftime(last_built_at, '%Y-%m-%d %H:%M')
+|| ' UTC), over its freshness SLO of ' || cast(slo_hours as varchar) || ' hours'
+{%- endset %}
+
 final as (
-    select
-        node_id,
-        cast(null as varchar) as source_name,
-        model_name as table_name,
-        cast(null as varchar) as column_name,
-        'hours_since_build' as metric_name,
-        hours_since_build as metric_value,
-        cast(slo_hours as double) as expected_value,
-        0.0 as tolerance,
-        {{ dataops_as_of() }} as measured_at,
-        cast(null as varchar) as batch_id,
-        cast(null as varchar) as file_hash,
-        model_name || ': not rebuilt for ' || cast(round(hours_since_build, 1) as varchar)
-        || ' hours (last successful build ' || strftime(last_built_at, '%Y-%m-%d %H:%M')
-        || ' UTC), over its freshness SLO of ' || cast(slo_hours as varchar) || ' hours' as reason
-    from ages
+    {{ dataops_monitor_result('ages', {
+        'source_name': 'cast(null as varchar)',
+        'table_name': 'model_name',
+        'column_name': 'cast(null as varchar)',
+        'metric_name': "'hours_since_build'",
+        'metric_value': 'hours_since_build',
+        'expected_value': 'cast(slo_hours as double)',
+        'tolerance': '0.0',
+        'measured_at': dataops_as_of(),
+        'batch_id': 'cast(null as varchar)',
+        'file_hash': 'cast(null as varchar)',
+        'reason': reason,
+    }) | indent(4) }}
     where hours_since_build > slo_hours
 )
 

@@ -9,9 +9,7 @@
 {% test model_metrics_anomaly(model, sensitivity=4, training_days=28, min_history=7,
         min_absolute_change=1, min_relative_change=0.02, seasonality='auto', direction='both') %}
 {#- The metric history lives in the DuckDB warehouse only (the platform source). -#}
-{#- Stores every judged measurement with its band; counts the anomalous ones. -#}
-{{ config(store_failures=true, severity='warn', enabled=target.type == 'duckdb',
-    fail_calc='count(case when is_anomaly then 1 end)') }}
+{{ config(enabled=target.type == 'duckdb', **dataops_anomaly_test_config()) }}
 {%- set name = model.identifier if model.identifier is defined else (model | string).split('.')[-1] | replace('"', '') -%}
 {{ dataops_metric_anomalies(source('platform', 'metric_history'),
     ['row_count', 'null_rate', 'distinct_count', 'mean', 'min', 'max'], sensitivity, training_days,

@@ -4,9 +4,7 @@
 -#}
 {% test null_rate_anomaly(model, sensitivity=4, training_days=28, min_history=7, min_absolute_change=0.02,
         min_relative_change=0, seasonality='auto', direction='both') %}
-{#- Stores every judged measurement with its band; counts the anomalous ones. -#}
-{{ config(store_failures=true, severity='warn',
-    fail_calc='count(case when is_anomaly then 1 end)') }}
+{{ config(**dataops_anomaly_test_config()) }}
 {{ dataops_metric_anomalies(model, ['null_rate'], sensitivity, training_days, min_history,
     min_absolute_change, min_relative_change, seasonality, direction, table_kind='source') }}
 {% endtest %}

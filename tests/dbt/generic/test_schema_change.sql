@@ -8,10 +8,7 @@
 -#}
 {% test schema_change(model, min_history=1) %}
 {{ config(store_failures=true, severity='error') }}
-{%- set strict = [] -%}
-{%- for spec in dataops_monitored_tables() if spec.schema and spec.schema_drift == 'strict' -%}
-    {%- do strict.append(dataops_literal(spec.node_id)) -%}
-{%- endfor %}
+{%- set strict = dataops_schema_drift_nodes('strict') %}
 with
 
 latest as (
@@ -62,27 +59,18 @@ changes as (
     select * from dropped
 ),
 
+{%- set reason -%}
+source_name || '.' || table_name || '.' || column_name || ': '
+|| case metric_name
+    when 'column_missing' then 'declared column is missing from the raw table'
+    when 'column_undeclared' then 'delivered rows carry a column that is not declared'
+        || ' (schema_drift is strict)'
+    else 'no value in any delivered row: the column was dropped from the files'
+end
+{%- endset %}
+
 final as (
-    select
-        node_id,
-        source_name,
-        table_name,
-        column_name,
-        metric_name,
-        metric_value,
-        cast(null as double) as expected_value,
-        cast(null as double) as tolerance,
-        measured_at,
-        batch_id,
-        file_hash,
-        source_name || '.' || table_name || '.' || column_name || ': '
-        || case metric_name
-            when 'column_missing' then 'declared column is missing from the raw table'
-            when 'column_undeclared' then 'delivered rows carry a column that is not declared'
-                || ' (schema_drift is strict)'
-            else 'no value in any delivered row: the column was dropped from the files'
-        end as reason
-    from changes
+    {{ dataops_monitor_result('changes', {'reason': reason}, expected=false) | indent(4) }}
 )
 
 select * from final

@@ -7,10 +7,7 @@
 -#}
 {% test schema_drift(model) %}
 {{ config(store_failures=true, severity='warn') }}
-{%- set additive = [] -%}
-{%- for spec in dataops_monitored_tables() if spec.schema and spec.schema_drift == 'additive' -%}
-    {%- do additive.append(dataops_literal(spec.node_id)) -%}
-{%- endfor %}
+{%- set additive = dataops_schema_drift_nodes('additive') %}
 with
 
 latest as (
@@ -24,24 +21,14 @@ added as (
         and node_id in ({{ (additive or ["''"]) | join(', ') }})
 ),
 
+{%- set reason -%}
+source_name || '.' || table_name || '.' || column_name || ': delivered in '
+|| cast(cast(metric_value as bigint) as varchar)
+|| ' rows but not declared (accepted: schema_drift is additive); declare it to stage it'
+{%- endset %}
+
 final as (
-    select
-        node_id,
-        source_name,
-        table_name,
-        column_name,
-        metric_name,
-        metric_value,
-        cast(null as double) as expected_value,
-        cast(null as double) as tolerance,
-        measured_at,
-        batch_id,
-        file_hash,
-        source_name || '.' || table_name || '.' || column_name || ': delivered in '
-        || cast(cast(metric_value as bigint) as varchar)
-        || ' rows but not declared (accepted: schema_drift is additive); declare it to stage it'
-        as reason
-    from added
+    {{ dataops_monitor_result('added', {'reason': reason}, expected=false) | indent(4) }}
 )
 
 select * from final

@@ -22,11 +22,8 @@
     {{ return('select 1 as failing_rows') }}
 {%- endif -%}
 {%- set where = "Test staging_rules on '" ~ model ~ "'" -%}
+{%- set key_failures = dataops_primary_key_failures(model, primary_key, where, 'primary_key') -%}
 {%- set key_columns = [primary_key] if primary_key is string else primary_key -%}
-{%- if key_columns is not iterable or key_columns is mapping or key_columns | length == 0 -%}
-    {{ exceptions.raise_compiler_error(where ~ ": primary_key is '" ~ primary_key
-        ~ "'; expected a column name or a list of column names.") }}
-{%- endif -%}
 {%- if not_null is string or not_null is not iterable or not_null is mapping -%}
     {{ exceptions.raise_compiler_error(where ~ ": not_null is '" ~ not_null
         ~ "'; expected a list of column names.") }}
@@ -35,31 +32,23 @@
     {{ exceptions.raise_compiler_error(where ~ ": accepted_values is '" ~ accepted_values
         ~ "'; expected a mapping of column name to a list of values.") }}
 {%- endif -%}
-{%- for column in key_columns | list + not_null | list + accepted_values.keys() | list -%}
+{%- for column in not_null | list + accepted_values.keys() | list -%}
     {%- if column is not string or not modules.re.fullmatch('[A-Za-z_][A-Za-z0-9_]{0,62}', column) -%}
         {{ exceptions.raise_compiler_error(where ~ ": '" ~ column
             ~ "' is not a column name; expected snake_case names.") }}
     {%- endif -%}
 {%- endfor -%}
 {%- set text = dbt.type_string() -%}
-{%- set keys = [] -%}
 {%- set key_values = [] -%}
 {%- for column in key_columns -%}
-    {%- do keys.append(adapter.quote(column)) -%}
     {%- do key_values.append("coalesce(cast(" ~ adapter.quote(column) ~ " as " ~ text
         ~ "), 'null')") -%}
 {%- endfor -%}
-{%- set key_is_null = keys | join(' is null or ') ~ ' is null' -%}
 with
 
-key_counts as (
+key_failures as (
 
-    select
-        {{ keys | join(',\n        ') }},
-        count(*) as rows_with_key
-
-    from {{ model }}
-    group by {{ keys | join(', ') }}
+    {{ key_failures | indent(4) }}
 
 ),
 
@@ -70,14 +59,10 @@ failures as (
         {{ staging_literal(key_columns | join(', ')) }} as column_name,
         {{ key_values | join(" || ', ' || ") }} as value,
         rows_with_key as failing_rows,
-        case
-            when {{ key_is_null }} then 'a key column is null'
-            else 'key occurs more than once'
-        end as reason,
+        reason,
         'error' as severity
 
-    from key_counts
-    where rows_with_key > 1 or {{ key_is_null }}
+    from key_failures
     {%- for column in not_null %}
 
     union all

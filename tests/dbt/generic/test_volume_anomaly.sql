@@ -7,9 +7,7 @@
 -#}
 {% test volume_anomaly(model, sensitivity=4, training_days=28, min_history=7, min_absolute_change=10,
         min_relative_change=0.05, seasonality='auto', direction='both') %}
-{#- Stores every judged measurement with its band; counts the anomalous ones. -#}
-{{ config(store_failures=true, severity='warn',
-    fail_calc='count(case when is_anomaly then 1 end)') }}
+{{ config(**dataops_anomaly_test_config()) }}
 {{ dataops_metric_anomalies(model, ['rows_added'], sensitivity, training_days, min_history,
     min_absolute_change, min_relative_change, seasonality, direction,
     metric_filter="metric_name = 'rows_added' and metric_value > 0", table_kind='source') }}
