@@ -193,8 +193,10 @@ def verdicts(
     prod_manifest: dict[str, Any],
     results: list[dict[str, Any]],
 ) -> dict[str, str]:
-    """For each model-type node of step 1: "identical" (its data is prod's), or why not."""
+    """For each model-type node of step 1 with models downstream: "identical" (its data is
+    prod's), or why not. A model nothing is built from is not compared (nothing to decide)."""
     status = {r["unique_id"]: r["status"] for r in results}
+    children = manifest.get("child_map") or {}
     failed = {
         model
         for r in results
@@ -203,6 +205,8 @@ def verdicts(
     }
     found: dict[str, str] = {}
     for uid in sorted(u for u in status if u.split(".")[0] in MODEL_TYPES):
+        if not any(c.split(".")[0] in MODEL_TYPES for c in children.get(uid, [])):
+            continue
         node, prod_node = manifest["nodes"].get(uid) or {}, prod_manifest["nodes"].get(uid)
         materialized = (node.get("config") or {}).get("materialized")
         if status[uid] not in PASSED or uid in failed:

@@ -177,3 +177,39 @@ def test_pruning_replaces_the_default_build_only():
     assert prune.applies(DEFAULT_SELECTION, DEFAULT_SELECTION, full_refresh=False)
     assert not prune.applies(DEFAULT_SELECTION, DEFAULT_SELECTION, full_refresh=True)
     assert not prune.applies(("fct_orders+",), DEFAULT_SELECTION, full_refresh=False)
+
+
+def test_verdicts_compare_only_what_can_be_trusted_and_has_descendants(con):
+    con.execute("create schema pr_1")
+    for name, sql in {
+        "same": "select * from prod",
+        "changed": "select * from prod where id <> 3",
+        "clock": "select * from prod",
+        "tested": "select * from prod",
+        "leaf": "select 1 as x",
+    }.items():
+        con.execute(f"create table pr_1.{name} as {sql}")
+    edges = {f"{M}{name}": [f"{M}child_{name}"] for name in ("same", "changed", "clock", "tested")}
+    edges[f"{M}tested"].append("test.dataops.unique_tested_id")
+    edges[f"{M}new"] = [f"{M}child_new"]
+    edges[f"{M}leaf"] = []
+    manifest = _manifest(edges)
+    prod_manifest = _manifest(edges)
+    del prod_manifest["nodes"][f"{M}new"]
+    for uid, node in manifest["nodes"].items():
+        node["relation_name"] = f"pr_1.{node['name']}"
+        if uid in prod_manifest["nodes"]:
+            prod_manifest["nodes"][uid]["relation_name"] = "prod"
+    manifest["nodes"]["test.dataops.unique_tested_id"]["depends_on"] = {"nodes": [f"{M}tested"]}
+    sql = {f"{M}clock": "select *, now() as at from prod"}
+    results = [
+        {"unique_id": uid, "status": "success", "compiled_code": sql.get(uid, "select 1")}
+        for uid in (f"{M}same", f"{M}changed", f"{M}clock", f"{M}tested", f"{M}new", f"{M}leaf")
+    ] + [{"unique_id": "test.dataops.unique_tested_id", "status": "fail"}]
+    assert prune.verdicts(con, manifest, prod_manifest, results) == {
+        f"{M}same": prune.IDENTICAL,
+        f"{M}changed": "row count differs from prod (4 -> 3)",
+        f"{M}clock": "nondeterministic SQL: now()",
+        f"{M}tested": prune.FAILED_UPSTREAM,
+        f"{M}new": "new: not in prod",
+    }
