@@ -350,8 +350,11 @@ def to_markdown(data: dict[str, Any]) -> str:
     lines = [REPORT_MARKER, f"## {'✅' if ok else '❌'} dataops PR #{data['number']}: {title}", ""]
     commit = build.get("commit")
     deployed = data.get("deploy") or {}
+    pruned = len(build.get("pruned") or {})
     lines.append(
-        f"`state:modified+` built into schema `{data['schema']}` of the CI warehouse"
+        "`state:modified+`"
+        + (f" (less {pruned} descendant(s) with prod's inputs, listed below)" if pruned else "")
+        + f" built into schema `{data['schema']}` of the CI warehouse"
         + (f" at commit `{commit[:12]}`" if commit else "")
         + "; everything else read from prod"
         + (f" as deployed from `{deployed['commit'][:12]}`" if deployed.get("commit") else "")

@@ -1226,6 +1226,11 @@ def test_a_change_of_data_rebuilds_its_descendants_from_the_pr_schema(checkout):
     assert changed > 0 and wrong == 0 and others == 0, (changed, wrong, others)
     assert _sha256(co.prod) == prod_before
     co.dataops("pr", "teardown", "52")
+    # both dbt invocations' rows leave with the environment
+    invocations = ", ".join(f"'{i}'" for i in record["dbt_invocation_ids"])
+    assert co.ci_query(
+        f"select count(*) from platform.events where dbt_invocation_id in ({invocations})"
+    ) == [(0,)]
 
 
 @pytest.mark.slow
