@@ -65,6 +65,10 @@ def _env(home: Path, landing: Path) -> dict[str, str]:
         DBT_LOG_PATH=str(home / "logs"),
         DBT_SEND_ANONYMOUS_USAGE_STATS="false",
         DBT_VERSION_CHECK="false",
+        # the generated files are complete before ingestion starts: without this, files written
+        # in the last 5 s are taken for files still being written and skipped (an empty prod
+        # at small samples)
+        DATAOPS_SETTLE_SECONDS="0",
     )
     return env
 

@@ -204,7 +204,14 @@ def outcome_of(result: Any) -> DbtOutcome:
 
 
 def run_dbt(
-    settings: Settings, args: Sequence[str], extra_env: Mapping[str, str] | None = None
+    settings: Settings,
+    args: Sequence[str],
+    extra_env: Mapping[str, str] | None = None,
+    *,
+    manifest: Any = None,
 ) -> DbtOutcome:
-    """Run dbt in this process with the target's environment; never raises on a failed build."""
-    return outcome_of(invoke(args, dbt_env(settings, extra=extra_env)))
+    """Run dbt in this process with the target's environment; never raises on a failed build.
+
+    ``manifest``: the project as parsed earlier in this process for the same target (dbt then
+    does not parse it again; see :func:`invoke`)."""
+    return outcome_of(invoke(args, dbt_env(settings, extra=extra_env), manifest=manifest))
