@@ -136,3 +136,47 @@ def test_a_moved_manifest_that_still_names_the_parsed_schema_is_refused():
             '{"description": "Rows of ' + SHARED_SCHEMA.upper() + '.orders"}', SHARED_SCHEMA
         )
     assert "Rows of" in str(caught.value), "the message shows where"
+
+
+# Two `dbt build`s in one process on one parsed manifest (a pruned PR build's two steps).
+_BUILD_TWICE = """
+import json, os, sys
+from dataops.dbt.runner import invoke
+project = sys.argv[1]
+env = {**os.environ, "EPH_DB": os.path.join(project, "eph.duckdb")}
+base = ["--project-dir", project, "--profiles-dir", project, "--log-level", "none"]
+parsed = invoke(["parse", *base], env)
+runs = []
+for _ in range(2):
+    result = invoke(["build", *base], env, manifest=parsed.result)
+    runs.append([[str(r.status), r.message] for r in result.result.results])
+print(json.dumps(runs))
+"""
+
+
+def test_a_parsed_manifest_serves_two_builds_as_if_each_had_parsed(tmp_path):
+    # dbt compiles the nodes of the manifest it runs on in place and marks the CTEs of
+    # ephemeral models as injected: a second run on the same object compiled the model without
+    # them ("__dbt__cte__numbers does not exist")
+    (tmp_path / "models").mkdir()
+    (tmp_path / "dbt_project.yml").write_text('name: eph\nversion: "1.0"\nprofile: eph\n')
+    (tmp_path / "profiles.yml").write_text(
+        "eph:\n  target: dev\n  outputs:\n    dev:\n      type: duckdb\n"
+        "      path: \"{{ env_var('EPH_DB') }}\"\n      schema: main\n"
+    )
+    (tmp_path / "models" / "numbers.sql").write_text(
+        "{{ config(materialized='ephemeral') }}\nselect 1 as id\n"
+    )
+    (tmp_path / "models" / "next_numbers.sql").write_text(
+        "{{ config(materialized='table') }}\nselect id + 1 as next_id from {{ ref('numbers') }}\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", _BUILD_TWICE, str(tmp_path)],
+        env=platform_env(tmp_path / "home"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    first, second = json.loads(result.stdout.splitlines()[-1])
+    assert first == second == [["success", "OK"]], (first, second)
