@@ -341,10 +341,8 @@ def build(
     deployed = json.loads(prod_deploy.read_text()) if prod_deploy.is_file() else {}
     behind = behind_prod(deployed.get("commit"), commit)
     full_refresh = full_refresh or full_refresh_requested(commit)
-    # Parsed before the CI file is taken: the parse needs no warehouse (another PR's build may
-    # run meanwhile).
-    shared, parse_note = _shared_parse(layout, number)
     with ci_lock(layout, f"dataops pr build {number}"):
+        shared, parse_note = _shared_parse(layout, number)
         con = connect(layout.ci_warehouse)
         try:
             outcome, select, changed_sources, excluded, cloned, pruning = _build_locked(

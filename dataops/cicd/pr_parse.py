@@ -80,12 +80,13 @@ def shared_parse_dir(
 
 def shared_parse_args(layout: Layout, parse_dir: Path) -> list[str]:
     """`dbt parse` into the shared folder (its partial parse is kept there; no manifest.json:
-    the PR's own is written once its nodes are moved)."""
+    the PR's own is written once its nodes are moved). Only errors on stdout (`pr report`
+    prints the report there); dbt's log file has it all."""
     return dbt_args(
         "parse",
         "ci",
         dbt_vars=pr_vars(layout),
-        extra=["--target-path", str(parse_dir), "--no-write-json"],
+        extra=["--target-path", str(parse_dir), "--no-write-json", "--quiet"],
     )
 
 
