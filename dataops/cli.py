@@ -168,11 +168,19 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     if extract_sources(registry):
         print("Extract (dlt):")
         extract_errors = extract_commands.run_extracts(settings, registry)
-    if not _landed_anything(settings):
+    generated = not _landed_anything(settings)
+    if generated:
         print(f"No landed files under {settings.landing_dir}: generating the sample shop data.")
         args.overwrite = False
         cmd_generate(args, settings)
-    summary = ingest(settings.warehouse_path, settings.landing_dir, load_registry())
+    # The sample this process just wrote is complete: no settle window (ingestion/landing.py),
+    # else its newest files would wait for the next run.
+    summary = ingest(
+        settings.warehouse_path,
+        settings.landing_dir,
+        load_registry(),
+        settle=0.0 if generated else None,
+    )
     _print_ingestion(summary)
     outcome, built = _dbt_build(settings, (), "run")
     elapsed = time.perf_counter() - started

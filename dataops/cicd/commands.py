@@ -79,6 +79,11 @@ def _print_outcome(build: pr.PrBuild) -> None:
         )
     for uid in build.cloned:
         print(f"  {uid.split('.')[-1]}: prod's table cloned, then run incrementally")
+    for uid, parents in sorted(build.pruned.items()):
+        print(
+            f"  {uid.split('.')[-1]}: not rebuilt, data identical to prod "
+            f"({', '.join(p.split('.')[-1] for p in parents)} built prod's data)"
+        )
     for failure in outcome.failures:
         print(f"  FAILED {failure}")
     if outcome.exception:

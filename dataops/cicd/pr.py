@@ -18,6 +18,7 @@ from typing import Any
 
 import duckdb
 
+from dataops.cicd import prune
 from dataops.cicd.environments import (
     CicdError,
     Layout,
@@ -46,12 +47,14 @@ def pr_build_args(
     exclude: Sequence[str] = (),
     *,
     full_refresh: bool = False,
+    favor_state: bool = True,
 ) -> list[str]:
     """dbt arguments of a PR build: the modified nodes and their children, the rest from prod.
 
     ``--defer --favor-state`` resolve every ref to a node not selected to prod's relation (even if
     the PR schema held one); sources are read from prod's catalog through the var the sources
-    YAML files use for their ``database``.
+    YAML files use for their ``database``. Without ``favor_state`` (the second step of a pruned
+    build, dataops/cicd/prune.py) a ref to a node the PR schema holds resolves to the PR schema.
     """
     pr_schema(number)  # validates the number
     return dbt_args(
@@ -64,7 +67,7 @@ def pr_build_args(
             "--state",
             str(layout.prod_state_dir),
             "--defer",
-            "--favor-state",
+            *(["--favor-state"] if favor_state else []),
             "--target-path",
             str(layout.pr_target_dir(number)),
             *(["--full-refresh"] if full_refresh else []),
@@ -231,6 +234,8 @@ class PrBuild:
     selected: list[str] = field(default_factory=list)
     behind_prod: dict[str, Any] | None = None
     cloned: list[str] = field(default_factory=list)
+    # descendants not rebuilt, data identical to prod -> the modified models that allow it
+    pruned: dict[str, list[str]] = field(default_factory=dict)
 
 
 def unchanged_relocated_sources(
@@ -330,7 +335,7 @@ def build(
     with ci_lock(layout, f"dataops pr build {number}"):
         con = connect(layout.ci_warehouse)
         try:
-            outcome, select, changed_sources, excluded, cloned = _build_locked(
+            outcome, select, changed_sources, excluded, cloned, pruning = _build_locked(
                 layout, con, number, select, commit, full_refresh
             )
         finally:
@@ -356,6 +361,11 @@ def build(
                 "behind_prod": behind,
                 "full_refresh": full_refresh,
                 "cloned_from_prod": cloned,
+                # pruned build (dataops/cicd/prune.py): each modified model compared with prod,
+                # and the descendants not rebuilt because their inputs are prod's
+                "compared_with_prod": pruning.compared if pruning else {},
+                "pruned": pruning.pruned if pruning else {},
+                "dbt_invocation_ids": pruning.invocation_ids if pruning else [],
             },
             indent=2,
         )
@@ -363,7 +373,17 @@ def build(
     )
     outcome.failures = failures
     outcome.exception = strip_ansi(outcome.exception) or None
-    return PrBuild(number, schema, outcome, commit, target_dir, selected, behind, cloned)
+    return PrBuild(
+        number,
+        schema,
+        outcome,
+        commit,
+        target_dir,
+        selected,
+        behind,
+        cloned,
+        pruning.pruned if pruning else {},
+    )
 
 
 def _build_locked(
@@ -373,7 +393,7 @@ def _build_locked(
     select: Sequence[str],
     commit: str | None,
     full_refresh: bool,
-) -> tuple[DbtOutcome, Sequence[str], list[str], list[str], list[str]]:
+) -> tuple[DbtOutcome, Sequence[str], list[str], list[str], list[str], prune.Pruning | None]:
     schema = pr_schema(number)
     target_dir = layout.pr_target_dir(number)
     reset_environment(con, number, commit)
@@ -396,6 +416,10 @@ def _build_locked(
     changed_sources: list[str] = []
     excluded: list[str] = []
     cloned: list[str] = []
+    pruning: prune.Pruning | None = None
+    pruned_build = prune.applies(select, DEFAULT_SELECTION, full_refresh)
+    pr_manifest: dict[str, Any] = {}
+    prod_manifest: dict[str, Any] = {}
     try:
         with environ(layout.dbt_environment(number)):
             settings = load_settings("ci")
@@ -403,7 +427,7 @@ def _build_locked(
                 parsed = run_dbt(settings, pr_parse_args(layout, number))
                 if not parsed.success:  # recorded in build.json; the report says so
                     parsed.exception = f"dbt parse failed: {parsed.exception}"
-                    return parsed, select, [], [], []
+                    return parsed, select, [], [], [], None
                 pr_manifest = json.loads((target_dir / "manifest.json").read_text())
                 prod_manifest = json.loads(layout.prod_manifest.read_text())
                 changed_sources = changed_source_declarations(pr_manifest, prod_manifest)
@@ -422,10 +446,25 @@ def _build_locked(
                         json.loads((target_dir / "manifest.json").read_text()),
                         json.loads(layout.prod_manifest.read_text()),
                     )
-            outcome = run_dbt(
-                settings,
-                pr_build_args(layout, number, select, excluded, full_refresh=full_refresh),
-            )
+            if pruned_build:
+                pruning = prune.build(
+                    con,
+                    layout,
+                    number,
+                    pr_manifest,
+                    prod_manifest,
+                    (*changed_sources, *excluded),
+                    lambda step, favor_state: run_dbt(
+                        settings,
+                        pr_build_args(layout, number, step, excluded, favor_state=favor_state),
+                    ),
+                )
+                outcome = pruning.outcome
+            else:
+                outcome = run_dbt(
+                    settings,
+                    pr_build_args(layout, number, select, excluded, full_refresh=full_refresh),
+                )
         if _is_lock_error(outcome.exception):
             raise CiFileBusy(
                 f"dbt could not open {layout.ci_warehouse}: another process holds its lock "
@@ -448,7 +487,7 @@ def _build_locked(
             "exception": strip_ansi(outcome.exception) or None,
         },
     )
-    return outcome, select, changed_sources, excluded, cloned
+    return outcome, select, changed_sources, excluded, cloned, pruning
 
 
 def teardown(layout: Layout, number: int) -> bool:

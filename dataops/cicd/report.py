@@ -403,6 +403,7 @@ def to_markdown(data: dict[str, Any]) -> str:
             "Read from prod (unchanged upstream): "
             + ", ".join(f"`{_short(u)}`" for u in data["read_from_prod"]),
         ]
+    lines += _pruned_section(build)
     cloned = build.get("cloned_from_prod") or []
     if cloned:
         lines += [
@@ -416,6 +417,37 @@ def to_markdown(data: dict[str, Any]) -> str:
     lines += _impact_section(data.get("impact"), data.get("names") or {})
     lines += _diff_section(data["diffs"])
     return "\n".join(lines) + "\n"
+
+
+def _pruned_section(build: dict[str, Any]) -> list[str]:
+    """The descendants a pruned build left to prod, and why (dataops/cicd/prune.py)."""
+    pruned = build.get("pruned") or {}
+    compared = build.get("compared_with_prod") or {}
+    lines = []
+    if compared:
+        lines += [
+            "",
+            "<details><summary>Modified models compared with prod (their descendants are "
+            "rebuilt unless the data is identical)</summary>",
+            "",
+            *(f"- `{_short(uid)}`: {_cell(verdict)}" for uid, verdict in sorted(compared.items())),
+            "",
+            "</details>",
+        ]
+    if not pruned:
+        return lines
+    lines += [
+        "",
+        "Not rebuilt, data identical to prod: each modified parent built the same data as prod "
+        "(same columns and types, rows and row hashes), so these descendants would be rebuilt "
+        "from prod's own inputs; prod's copies stand and are not diffed.",
+        "",
+        "| model | modified parents with prod's data |",
+        "|---|---|",
+    ]
+    for uid, parents in sorted(pruned.items()):
+        lines.append(f"| `{_short(uid)}` | {', '.join(f'`{_short(p)}`' for p in parents)} |")
+    return lines
 
 
 def _impact_section(impact: lineage.Impact | None, names: dict[str, str]) -> list[str]:

@@ -1120,6 +1120,133 @@ def test_a_pr_that_changes_nothing_has_nothing_to_build(checkout):
     co.dataops("pr", "teardown", "45")
 
 
+INT_PAYMENTS = "models/intermediate/finance/int_payments_pivoted_to_orders.sql"
+PAYMENTS_DESCENDANTS = {
+    "model.dataops.fct_orders",
+    "model.dataops.dim_customers",
+    "model.dataops.fct_daily_revenue",
+    "model.dataops.fct_session_conversions",
+}
+
+
+def _build_record(co: Checkout, number: int) -> dict:
+    return json.loads((co.home / "pr" / str(number) / "build.json").read_text())
+
+
+def _change_payments(co: Checkout, branch: str, old: str, new: str) -> None:
+    """A branch from main changing one line of the payments intermediate model."""
+    co.branch(branch)
+    co.commit_change(INT_PAYMENTS, old, new)
+
+
+def _pr_tables(co: Checkout, number: int) -> set[str]:
+    return {
+        r[0]
+        for r in co.ci_query(
+            f"select table_name from duckdb_tables() where schema_name = 'pr_{number}'"
+        )
+    } - {"_pr_environment"}
+
+
+@pytest.mark.slow
+def test_a_change_that_keeps_its_data_leaves_its_descendants_to_prod(checkout):
+    co = checkout
+    _change_payments(co, "comment-only", "\nfinal as (", "\nfinal as (\n    -- same words\n")
+    prod_before = _sha256(co.prod)
+    built = co.dataops("pr", "build", "51")
+    assert "PR #51: built 1 models" in built.stdout, built.stdout
+    assert "fct_orders: not rebuilt, data identical to prod" in built.stdout
+    results = co.run_results(51)
+    assert {uid for uid in results if uid.startswith("model.")} == {
+        "model.dataops.int_payments_pivoted_to_orders"
+    }
+    tests = [r["status"] for uid, r in results.items() if uid.startswith(("test.", "unit_test."))]
+    assert tests and set(tests) == {"pass"}, "the modified model's own tests ran"
+    record = _build_record(co, 51)
+    assert record["compared_with_prod"] == {
+        "model.dataops.int_payments_pivoted_to_orders": "identical"
+    }
+    assert record["pruned"] == {
+        uid: ["model.dataops.int_payments_pivoted_to_orders"] for uid in PAYMENTS_DESCENDANTS
+    }
+    assert _pr_tables(co, 51) == {"int_payments_pivoted_to_orders"}, "no descendant rebuilt"
+    report = co.dataops("pr", "report", "51").stdout
+    assert "✅" in report and "Not rebuilt, data identical to prod" in report
+    assert "| `fct_session_conversions` | `int_payments_pivoted_to_orders` |" in report
+    assert "- `int_payments_pivoted_to_orders`: identical" in report
+    assert _sha256(co.prod) == prod_before
+    co.dataops("pr", "teardown", "51")
+
+
+@pytest.mark.slow
+def test_a_change_of_data_rebuilds_its_descendants_from_the_pr_schema(checkout):
+    co = checkout
+    _change_payments(
+        co,
+        "paid-to-the-minute",
+        "then created_at end) as first_paid_at",
+        "then date_trunc('minute', created_at) end) as first_paid_at",
+    )
+    prod_before = _sha256(co.prod)
+    built = co.dataops("pr", "build", "52")
+    assert "PR #52: built 5 models" in built.stdout, built.stdout
+    assert "not rebuilt" not in built.stdout
+    results = co.run_results(52)
+    models = {uid for uid in results if uid.startswith("model.")}
+    assert models == {"model.dataops.int_payments_pivoted_to_orders", *PAYMENTS_DESCENDANTS}
+    assert all(
+        r["status"] in ("success", "pass")
+        for uid, r in results.items()
+        if not uid.startswith("exposure.")
+    )
+    record = _build_record(co, 52)
+    verdict = record["compared_with_prod"]["model.dataops.int_payments_pivoted_to_orders"]
+    assert verdict.startswith("row values differ from prod") and record["pruned"] == {}
+    assert len(record["dbt_invocation_ids"]) == 2
+    # step 2 reads the changed model from the PR schema, everything else from prod
+    orders_sql = results["model.dataops.fct_orders"]["compiled_code"]
+    assert '"warehouse_ci"."pr_52"."int_payments_pivoted_to_orders"' in orders_sql
+    assert '"warehouse_prod"."intermediate"."int_order_items_summed_to_orders"' in orders_sql
+    assert '"warehouse_prod"."staging"."stg_shop__orders"' in orders_sql
+    revenue_sql = results["model.dataops.fct_daily_revenue"]["compiled_code"]
+    assert '"warehouse_ci"."pr_52"."fct_orders"' in revenue_sql
+    assert '"warehouse_ci"."pr_52"."dim_customers"' in revenue_sql
+    # the data is the change's: first_paid_at to the minute, every other column as prod's
+    with duckdb.connect(str(co.ci), read_only=True) as con:
+        con.execute(f"attach '{co.prod}' as warehouse_prod (read_only)")
+        pr_orders, prod_orders = "pr_52.fct_orders", "warehouse_prod.marts.fct_orders"
+        changed, wrong, others = con.execute(
+            "select count(*) filter (where pr.first_paid_at is distinct from prod.first_paid_at),"
+            " count(*) filter (where pr.first_paid_at is distinct from"
+            "   date_trunc('minute', prod.first_paid_at)),"
+            f" (select count(*) from (select * exclude (first_paid_at) from {pr_orders}"
+            f"   except all select * exclude (first_paid_at) from {prod_orders}))"
+            f" from {pr_orders} as pr full join {prod_orders} as prod using (order_id)"
+        ).fetchone()
+    assert changed > 0 and wrong == 0 and others == 0, (changed, wrong, others)
+    assert _sha256(co.prod) == prod_before
+    co.dataops("pr", "teardown", "52")
+
+
+@pytest.mark.slow
+def test_a_nondeterministic_model_is_never_judged_identical_to_prod(checkout):
+    co = checkout
+    # the same rows today, but current_date makes equality with prod no evidence
+    _change_payments(
+        co,
+        "paid-before-today",
+        "    from payments\n    group by 1",
+        "    from payments\n    where current_date > date '2000-01-01'\n    group by 1",
+    )
+    built = co.dataops("pr", "build", "53")
+    assert "PR #53: built 5 models" in built.stdout, built.stdout
+    record = _build_record(co, 53)
+    verdict = record["compared_with_prod"]["model.dataops.int_payments_pivoted_to_orders"]
+    assert verdict == "nondeterministic SQL: CURRENT_DATE" and record["pruned"] == {}
+    assert _pr_tables(co, 53) >= {"fct_orders", "fct_session_conversions"}
+    co.dataops("pr", "teardown", "53")
+
+
 @pytest.mark.slow
 def test_a_branch_behind_prod_is_warned_and_merging_main_clears_it(checkout, tmp_path):
     co = checkout.copy(tmp_path)  # this test deploys prod again
