@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,15 +30,23 @@ from dataops.cicd.environments import (
     reset_environment,
     strip_ansi,
 )
+from dataops.cicd.pr_parse import ParsedCheckout, SharedParseError, parse_for_pr, pr_vars
 from dataops.core.events import ensure_events, record_event
 from dataops.core.git import git_commit
 from dataops.core.settings import PROJECT_DIR, load_settings
 from dataops.core.sql import quote_identifier, quote_literal
-from dataops.dbt.runner import DbtOutcome, dbt_args, dbt_env, environ, invoke, run_dbt
+from dataops.dbt.runner import (
+    DbtOutcome,
+    dbt_args,
+    dbt_env,
+    environ,
+    invoke,
+    outcome_of,
+    run_dbt,
+)
 
 DEFAULT_SELECTION = ("state:modified+",)
 PARTIAL_PARSE = "partial_parse.msgpack"
-RAW_DATABASE_VAR = "dataops_raw_database"  # read by `database:` in the sources YAML files
 
 
 def pr_build_args(
@@ -62,7 +71,7 @@ def pr_build_args(
         "ci",
         select=select,
         exclude=exclude,
-        dbt_vars={RAW_DATABASE_VAR: layout.prod_catalog},
+        dbt_vars=pr_vars(layout),
         extra=[
             "--state",
             str(layout.prod_state_dir),
@@ -85,7 +94,7 @@ def incremental_ls_args(
         "ci",
         select=[f"{s},config.materialized:incremental" for s in select],
         exclude=exclude,
-        dbt_vars={RAW_DATABASE_VAR: layout.prod_catalog},
+        dbt_vars=pr_vars(layout),
         extra=[
             "--state",
             str(layout.prod_state_dir),
@@ -147,13 +156,13 @@ def clone_incremental_models(
 
 
 def pr_parse_args(layout: Layout, number: int) -> list[str]:
-    """`dbt parse` of the checkout with the same vars and target folder as the build that follows
-    (so the build reuses the parse: partial parsing)."""
+    """`dbt parse` of the checkout for the PR's own schema, into its target folder: what a PR
+    build falls back to when the shared parse cannot serve it (dataops/cicd/pr_parse.py)."""
     pr_schema(number)
     return dbt_args(
         "parse",
         "ci",
-        dbt_vars={RAW_DATABASE_VAR: layout.prod_catalog},
+        dbt_vars=pr_vars(layout),
         extra=["--target-path", str(layout.pr_target_dir(number))],
     )
 
@@ -333,10 +342,11 @@ def build(
     behind = behind_prod(deployed.get("commit"), commit)
     full_refresh = full_refresh or full_refresh_requested(commit)
     with ci_lock(layout, f"dataops pr build {number}"):
+        shared, parse_note = _shared_parse(layout, number)
         con = connect(layout.ci_warehouse)
         try:
             outcome, select, changed_sources, excluded, cloned, pruning = _build_locked(
-                layout, con, number, select, commit, full_refresh
+                layout, con, number, select, commit, full_refresh, shared
             )
         finally:
             con.close()
@@ -361,6 +371,7 @@ def build(
                 "behind_prod": behind,
                 "full_refresh": full_refresh,
                 "cloned_from_prod": cloned,
+                "parse": parse_note,
                 # pruned build (dataops/cicd/prune.py): each modified model compared with prod,
                 # and the descendants not rebuilt because their inputs are prod's
                 "compared_with_prod": pruning.compared if pruning else {},
@@ -386,6 +397,19 @@ def build(
     )
 
 
+def _shared_parse(layout: Layout, number: int) -> tuple[ParsedCheckout | None, str]:
+    """The checkout's shared parse moved to the PR's schema, or None (and why: then the build
+    parses in full, as dbt would); with one line for build.json saying which."""
+    with environ(layout.dbt_environment(number)):
+        try:
+            shared = parse_for_pr(layout, number, load_settings("ci"))
+        except SharedParseError as error:
+            note = f"full parse for {pr_schema(number)}: the shared parse was not used ({error})"
+            print(f"dbt parse: {note}", file=sys.stderr, flush=True)
+            return None, note
+    return shared, f"shared parse {shared.parse_dir.name}, moved to {pr_schema(number)}"
+
+
 def _build_locked(
     layout: Layout,
     con: duckdb.DuckDBPyConnection,
@@ -393,12 +417,14 @@ def _build_locked(
     select: Sequence[str],
     commit: str | None,
     full_refresh: bool,
+    shared: ParsedCheckout | None,
 ) -> tuple[DbtOutcome, Sequence[str], list[str], list[str], list[str], prune.Pruning | None]:
     schema = pr_schema(number)
     target_dir = layout.pr_target_dir(number)
     reset_environment(con, number, commit)
-    # No stale results of a past build; but dbt's parse cache stays: the same PR has the same
-    # schema and vars, so a new push parses only the files it changed (dbt checks every hash).
+    # No stale results of a past build; but dbt's parse cache of a full parse (the fallback)
+    # stays: the same PR has the same schema and vars, so a new push parses only the files it
+    # changed (dbt checks every hash).
     cache = target_dir / PARTIAL_PARSE
     kept = cache.read_bytes() if cache.is_file() else None
     shutil.rmtree(layout.pr_dir(number), ignore_errors=True)
@@ -418,33 +444,36 @@ def _build_locked(
     cloned: list[str] = []
     pruning: prune.Pruning | None = None
     pruned_build = prune.applies(select, DEFAULT_SELECTION, full_refresh)
-    pr_manifest: dict[str, Any] = {}
-    prod_manifest: dict[str, Any] = {}
     try:
         with environ(layout.dbt_environment(number)):
             settings = load_settings("ci")
-            if tuple(select) == DEFAULT_SELECTION:
-                parsed = run_dbt(settings, pr_parse_args(layout, number))
-                if not parsed.success:  # recorded in build.json; the report says so
+            # dbt's `ls` and `build` below run on this manifest: neither parses again
+            if shared is not None:
+                (target_dir / "manifest.json").write_text(shared.manifest_text)
+                manifest = shared.manifest
+            else:
+                result = invoke(pr_parse_args(layout, number), dbt_env(settings))
+                if not result.success:  # recorded in build.json; the report says so
+                    parsed = outcome_of(result)
                     parsed.exception = f"dbt parse failed: {parsed.exception}"
                     return parsed, select, [], [], [], None
-                pr_manifest = json.loads((target_dir / "manifest.json").read_text())
-                prod_manifest = json.loads(layout.prod_manifest.read_text())
+                manifest = result.result
+            pr_manifest = json.loads((target_dir / "manifest.json").read_text())
+            prod_manifest = json.loads(layout.prod_manifest.read_text())
+            if tuple(select) == DEFAULT_SELECTION:
                 changed_sources = changed_source_declarations(pr_manifest, prod_manifest)
                 excluded = unchanged_relocated_sources(pr_manifest, prod_manifest)
                 select = (*select, *changed_sources)
             if not full_refresh:
                 listed = invoke(
-                    incremental_ls_args(layout, number, select, excluded), dbt_env(settings)
+                    incremental_ls_args(layout, number, select, excluded),
+                    dbt_env(settings),
+                    manifest=manifest,
                 )
                 if listed.success:
                     incremental = [json.loads(line)["unique_id"] for line in listed.result or []]
                     cloned = clone_incremental_models(
-                        con,
-                        layout,
-                        incremental,
-                        json.loads((target_dir / "manifest.json").read_text()),
-                        json.loads(layout.prod_manifest.read_text()),
+                        con, layout, incremental, pr_manifest, prod_manifest
                     )
             if pruned_build:
                 pruning = prune.build(
@@ -457,6 +486,7 @@ def _build_locked(
                     lambda step, favor_state: run_dbt(
                         settings,
                         pr_build_args(layout, number, step, excluded, favor_state=favor_state),
+                        manifest=manifest,
                     ),
                 )
                 outcome = pruning.outcome
@@ -464,6 +494,7 @@ def _build_locked(
                 outcome = run_dbt(
                     settings,
                     pr_build_args(layout, number, select, excluded, full_refresh=full_refresh),
+                    manifest=manifest,
                 )
         if _is_lock_error(outcome.exception):
             raise CiFileBusy(

@@ -20,7 +20,8 @@ from dataops.cicd import lineage
 from dataops.cicd.diff import ModelDiff, diff_model, primary_key
 from dataops.cicd.environments import CicdError, Layout, ci_lock, connect, pr_schema, strip_ansi
 from dataops.cicd.github import REPORT_MARKER
-from dataops.cicd.pr import RAW_DATABASE_VAR, check_prod_state
+from dataops.cicd.pr import check_prod_state
+from dataops.cicd.pr_parse import SharedParseError, parse_for_pr, pr_vars
 from dataops.core.settings import load_settings
 from dataops.dbt.runner import dbt_args, dbt_env, environ, invoke
 
@@ -35,7 +36,7 @@ def modified_nodes(layout: Layout, number: int) -> set[str]:
         "ls",
         "ci",
         select=["state:modified"],
-        dbt_vars={RAW_DATABASE_VAR: layout.prod_catalog},
+        dbt_vars=pr_vars(layout),
         extra=[
             "--state",
             str(layout.prod_state_dir),
@@ -56,7 +57,12 @@ def modified_nodes(layout: Layout, number: int) -> set[str]:
         ],
     )
     with environ(layout.dbt_environment(number)):
-        result = invoke(args, dbt_env(load_settings("ci")))
+        settings = load_settings("ci")
+        try:  # the checkout's shared parse (as the build): no parse of its own
+            manifest = parse_for_pr(layout, number, settings).manifest
+        except SharedParseError:
+            manifest = None  # dbt parses it, as the build did then
+        result = invoke(args, dbt_env(settings), manifest=manifest)
     if not result.success:
         raise CicdError(f"dbt ls --select state:modified failed: {result.exception}")
     return {json.loads(line)["unique_id"] for line in result.result or []}

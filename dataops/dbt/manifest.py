@@ -45,3 +45,11 @@ def load_manifest(path: Path) -> dict[str, Any]:
         raise ManifestMissingError(
             f"{path} is not valid JSON ({error}); re-create it with `make manifest`."
         ) from None
+
+
+def manifest_json(manifest: Any) -> str:
+    """The text of ``manifest.json`` as dbt writes it, for a manifest parsed in this process."""
+    from dbt_common.utils.encoding import JSONEncoder  # imported late: dbt is heavy
+
+    artifact = manifest.writable_manifest().to_dict(omit_none=False, context={"artifact": True})
+    return json.dumps(artifact, cls=JSONEncoder)

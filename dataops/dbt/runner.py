@@ -142,9 +142,14 @@ def invoke(
     """Run dbt in this process with ``env`` set for the call; return dbt's ``dbtRunnerResult``.
 
     ``manifest``: a project parsed earlier in this process (dbt then skips parsing;
-    dataops/dbt/preloaded.py); ``callbacks`` get each of dbt's events (``EventMsg``)."""
+    dataops/dbt/preloaded.py, dataops/cicd/pr_parse.py). dbt runs on a copy of it: a run changes
+    the manifest it is given (compiled code, the CTEs of ephemeral models marked as injected, the
+    deferred state merged in), which a second run on the same object would inherit.
+    ``callbacks`` get each of dbt's events (``EventMsg``)."""
     from dbt.cli.main import dbtRunner  # imported late: dbt is heavy and not needed to plan
 
+    if manifest is not None:
+        manifest = manifest.deepcopy()
     with environ(env):
         return dbtRunner(manifest=manifest, callbacks=list(callbacks)).invoke(list(args))
 
@@ -204,7 +209,14 @@ def outcome_of(result: Any) -> DbtOutcome:
 
 
 def run_dbt(
-    settings: Settings, args: Sequence[str], extra_env: Mapping[str, str] | None = None
+    settings: Settings,
+    args: Sequence[str],
+    extra_env: Mapping[str, str] | None = None,
+    *,
+    manifest: Any = None,
 ) -> DbtOutcome:
-    """Run dbt in this process with the target's environment; never raises on a failed build."""
-    return outcome_of(invoke(args, dbt_env(settings, extra=extra_env)))
+    """Run dbt in this process with the target's environment; never raises on a failed build.
+
+    ``manifest``: the project as parsed earlier in this process for the same target (dbt then
+    does not parse it again; see :func:`invoke`)."""
+    return outcome_of(invoke(args, dbt_env(settings, extra=extra_env), manifest=manifest))

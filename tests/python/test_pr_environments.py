@@ -1499,6 +1499,160 @@ def test_two_pr_builds_at_once_both_succeed_one_after_the_other(checkout):
     co.git("worktree", "remove", "--force", str(other))
 
 
+def _dbt_log_after(co: Checkout, offset: int) -> str:
+    with (co.home / "logs" / "dbt.log").open(encoding="utf-8", errors="replace") as handle:
+        handle.seek(offset)
+        return handle.read()
+
+
+def _dbt_log_size(co: Checkout) -> int:
+    log = co.home / "logs" / "dbt.log"
+    return log.stat().st_size if log.exists() else 0
+
+
+def _models_built(co: Checkout, number: int) -> set[str]:
+    return {uid.split(".")[-1] for uid in co.run_results(number) if uid.startswith("model.")}
+
+
+def _parse_note(co: Checkout, number: int) -> str:
+    return json.loads((co.home / "pr" / str(number) / "build.json").read_text())["parse"]
+
+
+@pytest.mark.slow
+def test_pr_builds_share_one_parse_yet_each_pr_and_push_builds_its_own_changes(checkout):
+    co = checkout
+    co.branch("shared-parse-a")
+    co.commit_change(
+        "models/marts/finance/fct_daily_revenue.sql", "\nfinal as (", "\n-- shared a\nfinal as ("
+    )
+    co.dataops("pr", "build", "60")
+    assert _models_built(co, 60) == {"fct_daily_revenue"}
+    # another PR (another branch, schema and target folder): dbt's partial parse of the first
+    # PR's parse serves it, and sees that this branch changed another file
+    co.branch("shared-parse-b")
+    co.commit_change(
+        "models/marts/marketing/fct_session_conversions.sql",
+        "\nfinal as (",
+        "\n-- shared b\nfinal as (",
+    )
+    offset = _dbt_log_size(co)
+    co.dataops("pr", "build", "61")
+    log = _dbt_log_after(co, offset)
+    assert "Partial parsing enabled" in log and "Starting full parse" not in log, log[-3000:]
+    assert _models_built(co, 61) == {"fct_session_conversions"}
+    assert _parse_note(co, 61).startswith("shared parse ")
+    assert _parse_note(co, 61).split()[2] == _parse_note(co, 60).split()[2], "one parse folder"
+    manifest = json.loads((co.home / "pr" / "61" / "target" / "manifest.json").read_text())
+    node = manifest["nodes"]["model.dataops.fct_session_conversions"]
+    assert node["relation_name"] == '"warehouse_ci"."pr_61"."fct_session_conversions"'
+    assert co.ci_query(
+        "select table_name from duckdb_tables() where schema_name = 'pr_61' "
+        "and table_name like 'fct_%'"
+    ) == [("fct_session_conversions",)]
+    # a second push to that PR changes one more model: built too, still no full parse
+    co.commit_change("models/marts/core/dim_products.sql", "\nfinal as (", "\n-- b2\nfinal as (")
+    offset = _dbt_log_size(co)
+    co.dataops("pr", "build", "61")
+    assert "Starting full parse" not in _dbt_log_after(co, offset)
+    assert _models_built(co, 61) == {"fct_session_conversions", "dim_products"}
+    # and the report's own dbt command reads the same parse (state:modified, moved to pr_61)
+    report = co.dataops("pr", "report", "61").stdout
+    assert "| `dim_products` | modified |" in report, report
+    for number in ("60", "61"):
+        co.dataops("pr", "teardown", number)
+
+
+@pytest.mark.slow
+def test_a_pr_build_parses_in_full_when_the_shared_parse_cannot_serve_it(checkout, tmp_path):
+    co = checkout.copy(tmp_path)  # this test leaves a schema of its own in the CI file
+    co.branch("no-shared-parse")
+    co.commit_change(
+        "models/marts/finance/fct_daily_revenue.sql", "\nfinal as (", "\n-- fallback\nfinal as ("
+    )
+    # the shared parse's folder cannot be made: said, then a full parse; the build is the same
+    shutil.rmtree(co.home / "pr-parse", ignore_errors=True)
+    (co.home / "pr-parse").write_text("not a folder")
+    built = co.dataops("pr", "build", "62")
+    assert "dbt parse: full parse for pr_62: the shared parse was not used" in built.stderr
+    assert _parse_note(co, 62).startswith("full parse for pr_62")
+    assert _models_built(co, 62) == {"fct_daily_revenue"}
+    (co.home / "pr-parse").unlink()
+
+    # a shared parse whose file is corrupt (a crash while dbt wrote it): dbt parses in full into
+    # the shared folder, the build is right, and the next PR reuses the repaired parse
+    co.dataops("pr", "build", "62")
+    (parse_dir,) = [p for p in (co.home / "pr-parse").iterdir() if p.is_dir()]
+    cache = parse_dir / "partial_parse.msgpack"
+    cache.write_bytes(cache.read_bytes()[: cache.stat().st_size // 2])
+    offset = _dbt_log_size(co)
+    co.dataops("pr", "build", "62")
+    log = _dbt_log_after(co, offset)
+    assert "Failed to load parsed file from disk" in log, log[-3000:]
+    assert _parse_note(co, 62).startswith("shared parse ")
+    assert _models_built(co, 62) == {"fct_daily_revenue"}
+    offset = _dbt_log_size(co)
+    co.dataops("pr", "build", "66")
+    assert "Starting full parse" not in _dbt_log_after(co, offset)
+    assert "Failed to load" not in _dbt_log_after(co, offset)
+    assert _models_built(co, 66) == {"fct_daily_revenue"}
+
+    # a branch that derives schemas from the target's: moving the shared parse to pr_<n> would
+    # put the models in the wrong schema; the move refuses and dbt's own parse places them
+    co.edit(
+        "macros/utils/generate_schema_name.sql",
+        "        {{ target.schema | trim }}\n",
+        "        {{ target.schema | trim }}_x\n",
+    )
+    co.commit("CI schemas get a suffix")
+    built = co.dataops("pr", "build", "62")
+    assert "placed in schema 'dataops_shared_parse_x'" in built.stderr, built.stderr
+    assert _models_built(co, 62) == {"fct_daily_revenue"}
+    assert co.ci_query(
+        "select schema_name from duckdb_tables() where table_name = 'fct_daily_revenue' "
+        "and schema_name like 'pr_62%'"
+    ) == [("pr_62_x",)]
+    manifest = json.loads((co.home / "pr" / "62" / "target" / "manifest.json").read_text())
+    assert manifest["nodes"]["model.dataops.fct_daily_revenue"]["schema"] == "pr_62_x"
+
+
+@pytest.mark.slow
+def test_two_pr_builds_of_one_checkout_at_once_share_its_parse_without_harm(checkout):
+    co = checkout
+    co.branch("parse-at-once")
+    co.commit_change(
+        "models/marts/core/dim_products.sql", "\nfinal as (", "\n-- at once\nfinal as ("
+    )
+    shutil.rmtree(co.home / "pr-parse", ignore_errors=True)  # both start with a full parse
+    builds = [
+        subprocess.Popen(
+            [sys.executable, "-m", "dataops.cli", "pr", "build", number],
+            cwd=co.repo,
+            env=co._env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for number in ("63", "64")
+    ]
+    outputs = [build.communicate(timeout=900) for build in builds]
+    for build, (stdout, stderr) in zip(builds, outputs, strict=True):
+        assert build.returncode == 0, stdout + stderr
+        assert "the shared parse was not used" not in stderr, stderr
+    for number in (63, 64):
+        assert _models_built(co, number) == {"dim_products"}
+        assert _parse_note(co, number).startswith("shared parse ")
+    assert len([p for p in (co.home / "pr-parse").iterdir() if p.is_dir()]) == 1
+    # the parse they shared is whole: the next build reuses it as it is
+    offset = _dbt_log_size(co)
+    co.dataops("pr", "build", "65")
+    log = _dbt_log_after(co, offset)
+    assert "Partial parsing enabled" in log, log[-3000:]
+    assert "Starting full parse" not in log and "Failed to load" not in log
+    assert _models_built(co, 65) == {"dim_products"}
+    for number in ("63", "64", "65"):
+        co.dataops("pr", "teardown", number)
+
+
 def test_a_query_diff_runs_one_query_on_both_sides_with_unbuilt_refs_read_from_prod(tmp_path):
     layout = _layout(tmp_path)
     with duckdb.connect(str(layout.prod_warehouse)) as con:
