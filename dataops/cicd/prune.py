@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import graphlib
 import json
-from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -285,15 +284,12 @@ def outcome_of_results(
     manifest: dict[str, Any], results: list[dict[str, Any]], success: bool
 ) -> DbtOutcome:
     """A DbtOutcome counted from run_results entries (the two steps' merged)."""
-    outcome = DbtOutcome(success=success, counts=Counter())
+    outcome = DbtOutcome(success=success)
     for r in results:
-        uid, status = r["unique_id"], r["status"]
-        kind = uid.split(".")[0]
-        outcome.counts[(kind, status)] += 1
-        if status in ("error", "fail", "runtime error"):
-            node = manifest["nodes"].get(uid) or manifest.get("unit_tests", {}).get(uid) or {}
-            name = node.get("name") or uid.split(".")[-1]
-            outcome.failures.append(f"{kind} {name}: {status}: {r.get('message')}")
+        uid = r["unique_id"]
+        node = manifest["nodes"].get(uid) or manifest.get("unit_tests", {}).get(uid) or {}
+        name = node.get("name") or uid.split(".")[-1]
+        outcome.record(uid.split(".")[0], name, r["status"], r.get("message"))
     return outcome
 
 

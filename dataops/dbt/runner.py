@@ -184,6 +184,12 @@ class DbtOutcome:
     exception: str | None = None
     invocation_id: str | None = None  # joins platform.events (observability)
 
+    def record(self, resource_type: str, name: str, status: str, message: Any) -> None:
+        """Count one node's result; a failed one is named with dbt's message."""
+        self.counts[(resource_type, status)] += 1
+        if status in ("error", "fail", "runtime error"):
+            self.failures.append(f"{resource_type} {name}: {status}: {message}")
+
     def count(self, resource_type: str, *statuses: str) -> int:
         return sum(n for (rtype, status), n in self.counts.items()
                    if rtype == resource_type and (not statuses or status in statuses))
@@ -199,12 +205,7 @@ def outcome_of(result: Any) -> DbtOutcome:
         outcome.exception = str(result.exception)
     for node_result in getattr(result.result, "results", None) or []:
         node = node_result.node
-        status = str(node_result.status)
-        outcome.counts[(node.resource_type, status)] += 1
-        if status in ("error", "fail", "runtime error"):
-            outcome.failures.append(
-                f"{node.resource_type} {node.name}: {status}: {node_result.message}"
-            )
+        outcome.record(node.resource_type, node.name, str(node_result.status), node_result.message)
     return outcome
 
 
