@@ -451,6 +451,7 @@ def _build_locked(
             if shared is not None:
                 (target_dir / "manifest.json").write_text(shared.manifest_text)
                 manifest = shared.manifest
+                pr_manifest = json.loads(shared.manifest_text)
             else:
                 result = invoke(pr_parse_args(layout, number), dbt_env(settings))
                 if not result.success:  # recorded in build.json; the report says so
@@ -458,7 +459,7 @@ def _build_locked(
                     parsed.exception = f"dbt parse failed: {parsed.exception}"
                     return parsed, select, [], [], [], None
                 manifest = result.result
-            pr_manifest = json.loads((target_dir / "manifest.json").read_text())
+                pr_manifest = json.loads((target_dir / "manifest.json").read_text())
             prod_manifest = json.loads(layout.prod_manifest.read_text())
             if tuple(select) == DEFAULT_SELECTION:
                 changed_sources = changed_source_declarations(pr_manifest, prod_manifest)

@@ -14,6 +14,9 @@ The key names what a parse depends on beyond the files dbt hashes itself: the pr
 the variables profiles.yml and dbt_project.yml read. A lock beside each folder serialises the
 parses that share it (dbt rewrites ``partial_parse.msgpack`` in place).
 
+Later commands on the same build (`pr report`'s `dbt ls`, another process) load the manifest the
+build ran on from its ``manifest.json`` (:func:`load_built_manifest`) instead of parsing again.
+
 When the shared parse cannot be used (it fails, its folder cannot be locked or written, or the
 move meets something that depends on the target's schema: :class:`SharedParseError`), the caller
 parses in full with the PR's own schema, as dbt would, and says why.
@@ -122,3 +125,18 @@ def parse_for_pr(layout: Layout, number: int, settings: Settings) -> ParsedCheck
     except RelocationError as error:
         raise SharedParseError(f"cannot move the parse to {schema}: {error}") from error
     return ParsedCheckout(result.result, text, parse_dir)
+
+
+def load_built_manifest(path: Path) -> Any:
+    """The manifest a PR build ran dbt on, loaded from the ``manifest.json`` it wrote into its
+    target folder, the way dbt loads the prod manifest given to ``--state``: a later dbt command
+    on that build runs on it without parsing. Raises :class:`SharedParseError` when dbt cannot
+    load it (missing, truncated, written by another dbt schema version)."""
+    from dbt.contracts.graph.manifest import Manifest, WritableManifest  # dbt is heavy
+    from dbt_common.exceptions import DbtBaseException
+
+    try:
+        writable = WritableManifest.read_and_check_versions(str(path))
+        return Manifest.from_writable_manifest(writable)
+    except (DbtBaseException, LookupError, ValueError, TypeError) as error:
+        raise SharedParseError(f"dbt cannot load {path}: {error}") from error

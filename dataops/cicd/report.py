@@ -21,7 +21,7 @@ from dataops.cicd.diff import ModelDiff, diff_model, primary_key
 from dataops.cicd.environments import CicdError, Layout, ci_lock, connect, pr_schema, strip_ansi
 from dataops.cicd.github import REPORT_MARKER
 from dataops.cicd.pr import check_prod_state
-from dataops.cicd.pr_parse import SharedParseError, parse_for_pr, pr_vars
+from dataops.cicd.pr_parse import SharedParseError, load_built_manifest, parse_for_pr, pr_vars
 from dataops.core.settings import load_settings
 from dataops.dbt.runner import dbt_args, dbt_env, environ, invoke
 
@@ -31,7 +31,8 @@ RUN_TABLE_LIMIT = 200
 
 
 def modified_nodes(layout: Layout, number: int) -> set[str]:
-    """The unique ids dbt itself calls modified against the prod manifest (models and seeds)."""
+    """The unique ids dbt itself calls modified against the prod manifest (models and seeds),
+    asked of the manifest the PR build ran on (falling back to a parse of the checkout)."""
     args = dbt_args(
         "ls",
         "ci",
@@ -58,10 +59,13 @@ def modified_nodes(layout: Layout, number: int) -> set[str]:
     )
     with environ(layout.dbt_environment(number)):
         settings = load_settings("ci")
-        try:  # the checkout's shared parse (as the build): no parse of its own
-            manifest = parse_for_pr(layout, number, settings).manifest
+        try:  # the manifest the build ran on: no parse at all
+            manifest = load_built_manifest(layout.pr_target_dir(number) / "manifest.json")
         except SharedParseError:
-            manifest = None  # dbt parses it, as the build did then
+            try:  # the checkout's shared parse (as the build): a partial parse
+                manifest = parse_for_pr(layout, number, settings).manifest
+            except SharedParseError:
+                manifest = None  # dbt parses it, as the build did then
         result = invoke(args, dbt_env(settings), manifest=manifest)
     if not result.success:
         raise CicdError(f"dbt ls --select state:modified failed: {result.exception}")

@@ -1555,9 +1555,22 @@ def test_pr_builds_share_one_parse_yet_each_pr_and_push_builds_its_own_changes(c
     co.dataops("pr", "build", "61")
     assert "Starting full parse" not in _dbt_log_after(co, offset)
     assert _models_built(co, 61) == {"fct_session_conversions", "dim_products"}
-    # and the report's own dbt command reads the same parse (state:modified, moved to pr_61)
+    # and the report's own dbt command (state:modified) runs on the manifest the build ran on,
+    # loaded from its manifest.json: no parse at all
+    offset = _dbt_log_size(co)
     report = co.dataops("pr", "report", "61").stdout
     assert "| `dim_products` | modified |" in report, report
+    log = _dbt_log_after(co, offset)
+    assert "Partial parsing" not in log and "Starting full parse" not in log, log[-3000:]
+    # a manifest.json dbt cannot load (another schema version): the report parses (the shared
+    # parse, moved to pr_61) and says the same
+    built = co.home / "pr" / "61" / "target" / "manifest.json"
+    manifest = json.loads(built.read_text())
+    manifest["metadata"]["dbt_schema_version"] = "https://schemas.getdbt.com/dbt/manifest/v99.json"
+    built.write_text(json.dumps(manifest))
+    offset = _dbt_log_size(co)
+    assert "| `dim_products` | modified |" in co.dataops("pr", "report", "61").stdout
+    assert "Partial parsing enabled" in _dbt_log_after(co, offset)
     for number in ("60", "61"):
         co.dataops("pr", "teardown", number)
 

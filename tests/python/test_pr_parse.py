@@ -15,7 +15,12 @@ from typing import Any
 import pytest
 
 from dataops.cicd.environments import Layout
-from dataops.cicd.pr_parse import SHARED_SCHEMA, shared_parse_dir
+from dataops.cicd.pr_parse import (
+    SHARED_SCHEMA,
+    SharedParseError,
+    load_built_manifest,
+    shared_parse_dir,
+)
 from dataops.dbt.relocate import RelocationError, check_moved
 from tests.python.conftest import platform_env
 
@@ -154,22 +159,28 @@ print(json.dumps(runs))
 """
 
 
+def _ephemeral_project(folder: Path) -> Path:
+    """A tiny dbt project on DuckDB: an ephemeral model and a table reading it."""
+    (folder / "models").mkdir(parents=True)
+    (folder / "dbt_project.yml").write_text('name: eph\nversion: "1.0"\nprofile: eph\n')
+    (folder / "profiles.yml").write_text(
+        "eph:\n  target: dev\n  outputs:\n    dev:\n      type: duckdb\n"
+        "      path: \"{{ env_var('EPH_DB') }}\"\n      schema: main\n"
+    )
+    (folder / "models" / "numbers.sql").write_text(
+        "{{ config(materialized='ephemeral') }}\nselect 1 as id\n"
+    )
+    (folder / "models" / "next_numbers.sql").write_text(
+        "{{ config(materialized='table') }}\nselect id + 1 as next_id from {{ ref('numbers') }}\n"
+    )
+    return folder
+
+
 def test_a_parsed_manifest_serves_two_builds_as_if_each_had_parsed(tmp_path):
     # dbt compiles the nodes of the manifest it runs on in place and marks the CTEs of
     # ephemeral models as injected: a second run on the same object compiled the model without
     # them ("__dbt__cte__numbers does not exist")
-    (tmp_path / "models").mkdir()
-    (tmp_path / "dbt_project.yml").write_text('name: eph\nversion: "1.0"\nprofile: eph\n')
-    (tmp_path / "profiles.yml").write_text(
-        "eph:\n  target: dev\n  outputs:\n    dev:\n      type: duckdb\n"
-        "      path: \"{{ env_var('EPH_DB') }}\"\n      schema: main\n"
-    )
-    (tmp_path / "models" / "numbers.sql").write_text(
-        "{{ config(materialized='ephemeral') }}\nselect 1 as id\n"
-    )
-    (tmp_path / "models" / "next_numbers.sql").write_text(
-        "{{ config(materialized='table') }}\nselect id + 1 as next_id from {{ ref('numbers') }}\n"
-    )
+    _ephemeral_project(tmp_path)
     result = subprocess.run(
         [sys.executable, "-c", _BUILD_TWICE, str(tmp_path)],
         env=platform_env(tmp_path / "home"),
@@ -180,3 +191,45 @@ def test_a_parsed_manifest_serves_two_builds_as_if_each_had_parsed(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     first, second = json.loads(result.stdout.splitlines()[-1])
     assert first == second == [["success", "OK"]], (first, second)
+
+
+# A later command on a build (`pr report`) loads the manifest the build wrote, then runs dbt on it.
+_LOAD_AND_LIST = """
+import json, os, sys
+from pathlib import Path
+from dataops.cicd.pr_parse import load_built_manifest
+from dataops.dbt.runner import invoke
+project = sys.argv[1]
+env = {**os.environ, "EPH_DB": os.path.join(project, "eph.duckdb")}
+base = ["--project-dir", project, "--profiles-dir", project, "--log-level", "none"]
+assert invoke(["parse", *base, "--target-path", project + "/target"], env).success
+manifest = load_built_manifest(Path(project) / "target" / "manifest.json")
+listed = invoke(["ls", *base, "--output", "name"], env, manifest=manifest)
+print(json.dumps(sorted(listed.result)))
+"""
+
+
+def test_the_manifest_a_build_wrote_serves_later_dbt_commands_or_is_refused(tmp_path):
+    project = _ephemeral_project(tmp_path / "project")
+    result = subprocess.run(
+        [sys.executable, "-c", _LOAD_AND_LIST, str(project)],
+        env=platform_env(tmp_path / "home"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert json.loads(result.stdout.splitlines()[-1]) == ["next_numbers", "numbers"]
+    # what dbt cannot load is refused with the file's name (the caller then parses)
+    written = project / "target" / "manifest.json"
+    manifest = json.loads(written.read_text())
+    manifest["metadata"]["dbt_schema_version"] = "https://schemas.getdbt.com/dbt/manifest/v99.json"
+    newer = tmp_path / "newer" / "manifest.json"
+    newer.parent.mkdir()
+    newer.write_text(json.dumps(manifest))
+    truncated = tmp_path / "truncated" / "manifest.json"
+    truncated.parent.mkdir()
+    truncated.write_text(written.read_text()[:1000])
+    for path in (newer, truncated, tmp_path / "missing" / "manifest.json"):
+        with pytest.raises(SharedParseError, match=str(path)):
+            load_built_manifest(path)
