@@ -166,10 +166,20 @@ def cmd_janitor(args: argparse.Namespace, settings: Settings) -> int:
     dropped = janitor_module.sweep(
         layout, older_than=older_than, open_prs=open_prs, dry_run=args.dry_run
     )
+    parses = (
+        janitor_module.sweep_parses(layout, older_than=older_than, dry_run=args.dry_run)
+        if older_than
+        else []
+    )
     verb = "would drop" if args.dry_run else "dropped"
     for env, reason in dropped:
         print(f"  {verb} {env.schema}: {reason}")
-    print(f"Janitor: {verb} {len(dropped)} PR environment(s).")
+    for folder, reason in parses:
+        print(f"  {verb} the shared dbt parse {folder}: {reason}")
+    print(
+        f"Janitor: {verb} {len(dropped)} PR environment(s) and {len(parses)} unused shared "
+        "dbt parse(s)."
+    )
     return 0
 
 
@@ -263,7 +273,10 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     janitor = commands.add_parser(
         "janitor", help="drop PR environments older than an age or whose pull request is closed"
     )
-    janitor.add_argument("--older-than", help="age such as 36h, 7d, 90m")
+    janitor.add_argument(
+        "--older-than",
+        help="age such as 36h, 7d, 90m (also removes the shared dbt parses unused for that long)",
+    )
     janitor.add_argument(
         "--open-prs",
         nargs="*",

@@ -4,6 +4,10 @@ An environment goes when it is older than ``--older-than`` (its age comes from t
 ``_pr_environment`` row written when the PR build created it) or when its pull request is not
 among the open ones. An environment without that row (a build that crashed while creating it)
 counts as infinitely old.
+
+With ``--older-than``, the shared dbt parses of PR builds (``$DATAOPS_HOME/pr-parse/<key>/``,
+dataops/cicd/pr_parse.py: one per checkout folder and CI settings) that no build used for that
+long go too; one in use is never removed (its lock is taken first).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from dataops.cicd.environments import (
     list_environments,
     pr_schema,
 )
+from dataops.cicd.pr_parse import remove_unused_parse, unused_parses
 
 AGE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(m|min|h|d|w)\s*")
 UNITS = {"m": "minutes", "min": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -161,3 +166,21 @@ def sweep(
             for env, reason in doomed:
                 drop_environment(layout, con, env.number, reason=f"janitor: {reason}")
     return doomed
+
+
+def sweep_parses(
+    layout: Layout,
+    *,
+    older_than: timedelta,
+    dry_run: bool = False,
+    now: datetime | None = None,
+) -> list[tuple[Path, str]]:
+    """Remove the shared dbt parses no PR build used for longer than ``older_than``; under the
+    CI file's lock, as PR builds take them. Returns each removed (or, dry, removable) folder."""
+    now = now or datetime.now(UTC).replace(tzinfo=None)
+    removed = []
+    with ci_lock(layout, "dataops janitor"):
+        for folder, used in unused_parses(layout, older_than, now):
+            if dry_run or remove_unused_parse(folder, older_than, now):
+                removed.append((folder, f"last used {used:%Y-%m-%d %H:%M} UTC, over {older_than}"))
+    return removed

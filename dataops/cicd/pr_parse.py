@@ -24,10 +24,15 @@ parses in full with the PR's own schema, as dbt would, and says why.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import os
+import re
+import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -54,6 +59,7 @@ KEY_ENV = (
     "DATAOPS_PROD_CATALOG",
 )
 LOCK_WAIT = 600.0  # a parse takes seconds; a holder that died releases the lock at once
+KEY = re.compile(r"[0-9a-f]{16}")  # the name of a shared parse's folder (shared_parse_dir)
 
 
 class SharedParseError(RuntimeError):
@@ -79,6 +85,10 @@ def shared_parse_dir(
     }
     key = hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()[:16]
     return layout.home / PARSE_DIR / key
+
+
+def _lock_path(parse_dir: Path) -> str:
+    return str(parse_dir) + ".lock"
 
 
 def shared_parse_args(layout: Layout, parse_dir: Path) -> list[str]:
@@ -111,9 +121,11 @@ def parse_for_pr(layout: Layout, number: int, settings: Settings) -> ParsedCheck
     parse_dir = shared_parse_dir(layout, env)
     env["DBT_TARGET_PATH"] = str(parse_dir)
     try:
-        parse_dir.mkdir(parents=True, exist_ok=True)
-        with FileLock(str(parse_dir) + ".lock", timeout=LOCK_WAIT):
+        parse_dir.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(_lock_path(parse_dir), timeout=LOCK_WAIT):
+            parse_dir.mkdir(exist_ok=True)  # under the lock, as the janitor removes it
             result = invoke(shared_parse_args(layout, parse_dir), env)
+            os.utime(parse_dir)  # when it was last used (the janitor ages it by that)
     except (OSError, Timeout) as error:
         raise SharedParseError(f"{parse_dir} cannot be used: {error}") from error
     if not result.success:
@@ -140,3 +152,53 @@ def load_built_manifest(path: Path) -> Any:
         return Manifest.from_writable_manifest(writable)
     except (DbtBaseException, LookupError, ValueError, TypeError) as error:
         raise SharedParseError(f"dbt cannot load {path}: {error}") from error
+
+
+def last_used(parse_dir: Path) -> datetime:
+    """When a PR build last used a shared parse (UTC, naive): the newest time its folder or a file
+    in it changed (each use touches the folder; dbt rewrites its files when it parses)."""
+    times = [parse_dir.stat().st_mtime]
+    for path in parse_dir.iterdir():
+        with contextlib.suppress(FileNotFoundError):
+            times.append(path.stat().st_mtime)
+    return datetime.fromtimestamp(max(times), UTC).replace(tzinfo=None)
+
+
+def unused_parses(
+    layout: Layout, older_than: timedelta, now: datetime
+) -> list[tuple[Path, datetime]]:
+    """The shared parses under ``$DATAOPS_HOME/pr-parse/`` no PR build used for longer than
+    ``older_than`` (a checkout moved or gone, settings or dbt's version changed), with when each
+    was last used. Only folders named like a key: nothing else there is touched."""
+    root = layout.home / PARSE_DIR
+    found = []
+    for folder in sorted(root.iterdir()) if root.is_dir() else []:
+        if folder.is_dir() and KEY.fullmatch(folder.name):
+            used = last_used(folder)
+            if now - used > older_than:
+                found.append((folder, used))
+    return found
+
+
+def remove_unused_parse(parse_dir: Path, older_than: timedelta, now: datetime) -> bool:
+    """Remove a shared parse and its lock file if it is still unused for longer than
+    ``older_than`` once its lock is taken; False (kept) when a parse holds the lock.
+
+    Call it under the CI file's lock (:func:`dataops.cicd.environments.ci_lock`): PR builds take
+    a parse's lock only under that one, so none waits on the lock file removed here. A process
+    taking it outside (`pr report` when the build's manifest cannot be loaded) at that moment
+    would parse beside the next user of a new lock file; dbt then finds a torn
+    partial_parse.msgpack at worst, and parses in full once."""
+    lock = FileLock(_lock_path(parse_dir))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        return False
+    try:
+        if now - last_used(parse_dir) <= older_than:
+            return False
+        shutil.rmtree(parse_dir)
+        Path(_lock_path(parse_dir)).unlink(missing_ok=True)
+        return True
+    finally:
+        lock.release()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -17,7 +18,7 @@ import threading
 import time
 import zipfile
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
@@ -209,6 +210,63 @@ def test_the_janitor_removes_every_trace_rows_in_platform_tables_and_orphan_fold
         ("cicd.pr_build_finished", "6"),
         ("cicd.pr_environment_dropped", "9"),
     ]
+
+
+def _age(path: Path, days: float) -> None:
+    """Set the modification time of a folder, and of everything in it, ``days`` back."""
+    when = time.time() - days * 86400
+    for item in [*path.rglob("*"), path]:
+        os.utime(item, (when, when))
+
+
+_HOLD_LOCK = """
+import sys
+from filelock import FileLock
+lock = FileLock(sys.argv[1])
+lock.acquire()
+print("held", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_the_janitor_removes_shared_parses_unused_for_its_age_never_one_in_use(tmp_path):
+    layout = _layout(tmp_path)
+    root = tmp_path / "pr-parse"
+    unused, recent, in_use, busy_file = (
+        root / key for key in ("a" * 16, "b" * 16, "c" * 16, "d" * 16)
+    )
+    for folder in (unused, recent, in_use, busy_file, root / "notes"):
+        (folder / "partial_parse.msgpack").parent.mkdir(parents=True)
+        (folder / "partial_parse.msgpack").write_bytes(b"\x00" * 1000)
+        (folder / "perf_info.json").write_text("{}")
+        Path(str(folder) + ".lock").touch()
+        _age(folder, 10)
+    (recent / "perf_info.json").touch()  # dbt parsed in it just now: it is in use
+    os.utime(busy_file, (time.time(), time.time()))  # a PR build touched the folder
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLD_LOCK, str(in_use) + ".lock"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        listed = janitor.sweep_parses(layout, older_than=timedelta(days=7), dry_run=True)
+        assert [folder for folder, _ in listed] == [unused, in_use]
+        assert "last used" in listed[0][1] and unused.is_dir(), "a dry run removes nothing"
+        removed = janitor.sweep_parses(layout, older_than=timedelta(days=7))
+    finally:
+        holder.communicate("", timeout=30)
+    assert [folder for folder, _ in removed] == [unused]
+    assert not unused.exists() and not Path(str(unused) + ".lock").exists()
+    # kept: used within the age (a file or the folder), held by a parse, not a parse's folder
+    assert all(f.is_dir() for f in (recent, in_use, busy_file, root / "notes"))
+    assert Path(str(in_use) + ".lock").exists()
+    # once released, the next run removes it; a week later, the others go too
+    assert [f for f, _ in janitor.sweep_parses(layout, older_than=timedelta(days=7))] == [in_use]
+    later = datetime.now(UTC).replace(tzinfo=None) + timedelta(days=8)
+    assert len(janitor.sweep_parses(layout, older_than=timedelta(days=7), now=later)) == 2
+    assert sorted(p.name for p in root.iterdir()) == ["notes", "notes.lock"]
 
 
 def test_report_counts_models_not_hooks_names_tests_and_folds_whole_failures():
@@ -1607,6 +1665,20 @@ def test_a_pr_build_parses_in_full_when_the_shared_parse_cannot_serve_it(checkou
     co.dataops("pr", "build", "66")
     assert "Starting full parse" not in _dbt_log_after(co, offset)
     assert "Failed to load" not in _dbt_log_after(co, offset)
+    assert _models_built(co, 66) == {"fct_daily_revenue"}
+
+    # the nightly janitor keeps a shared parse a build used within its age, and removes it once
+    # none did; the next build parses anew into its folder
+    janitor_run = co.dataops("janitor", "--older-than", "7d")
+    assert "and 0 unused shared dbt parse(s)" in janitor_run.stdout and parse_dir.is_dir()
+    _age(parse_dir, 8)
+    janitor_run = co.dataops("janitor", "--older-than", "7d")
+    assert f"dropped the shared dbt parse {parse_dir}: last used" in janitor_run.stdout
+    assert not parse_dir.exists()
+    offset = _dbt_log_size(co)
+    co.dataops("pr", "build", "66")
+    assert "Starting full parse" in _dbt_log_after(co, offset)
+    assert _parse_note(co, 66).startswith("shared parse ") and parse_dir.is_dir()
     assert _models_built(co, 66) == {"fct_daily_revenue"}
 
     # a branch that derives schemas from the target's: moving the shared parse to pr_<n> would
