@@ -14,13 +14,13 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from dataops.cicd import deploy as deploy_module
 from dataops.cicd import janitor as janitor_module
-from dataops.cicd import pr, report
+from dataops.cicd import pr
 from dataops.cicd.environments import CicdError, ci_lock, load_layout
 from dataops.core.settings import Settings
-from dataops.publishing import wap
-from dataops.publishing.releases import PublishingError
+
+# The report (sqlglot, the diff) and deploy (ingestion, publishing) are imported by the commands
+# that use them: every `dataops` call builds this parser, and most never need them.
 
 
 def handle_errors(func: Callable[[argparse.Namespace, Settings], int]) -> Callable:
@@ -106,6 +106,8 @@ def cmd_pr_build(args: argparse.Namespace, settings: Settings) -> int:
 
 @handle_errors
 def cmd_pr_report(args: argparse.Namespace, settings: Settings) -> int:
+    from dataops.cicd import report
+
     layout = load_layout()
     number = _number(args)
     markdown = report.render(layout, number)
@@ -123,6 +125,8 @@ def cmd_pr_report(args: argparse.Namespace, settings: Settings) -> int:
 
 @handle_errors
 def cmd_pr_query_diff(args: argparse.Namespace, settings: Settings) -> int:
+    from dataops.cicd import report
+
     layout = load_layout()
     sql = Path(args.file).read_text() if args.file else args.sql
     if not sql:
@@ -185,6 +189,10 @@ def cmd_janitor(args: argparse.Namespace, settings: Settings) -> int:
 
 @handle_errors
 def cmd_deploy(args: argparse.Namespace, settings: Settings) -> int:
+    from dataops.cicd import deploy as deploy_module
+    from dataops.publishing import wap
+    from dataops.publishing.releases import PublishingError
+
     layout = load_layout()
     try:
         deployment = deploy_module.deploy(layout, docs=not args.no_docs, load_raw=args.ingest)

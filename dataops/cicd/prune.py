@@ -29,8 +29,6 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-import sqlglot
-from sqlglot import exp
 
 from dataops.cicd.environments import Layout
 from dataops.core.sql import quote_identifier, quote_literal
@@ -40,19 +38,20 @@ MODEL_TYPES = ("model", "seed", "snapshot")
 PASSED = {"success", "pass", "warn"}
 FAILED = {"error", "fail", "runtime error", "skipped"}
 
-# Expressions whose value changes from one run to the next (sqlglot's names, DuckDB dialect).
+# sqlglot is imported by nondeterminism() only: most commands importing this module never call it.
+# Expressions whose value changes from one run to the next (sqlglot's classes, DuckDB dialect).
 NONDETERMINISTIC_EXPRESSIONS = (
-    exp.CurrentTimestamp,
-    exp.CurrentDate,
-    exp.CurrentTime,
-    exp.CurrentDatetime,
-    exp.Localtimestamp,
-    exp.Rand,
-    exp.Uuid,
-    exp.TableSample,
-    exp.AnyValue,
-    exp.First,
-    exp.Last,
+    "CurrentTimestamp",
+    "CurrentDate",
+    "CurrentTime",
+    "CurrentDatetime",
+    "Localtimestamp",
+    "Rand",
+    "Uuid",
+    "TableSample",
+    "AnyValue",
+    "First",
+    "Last",
 )
 NONDETERMINISTIC_FUNCTIONS = {
     "now",
@@ -72,14 +71,7 @@ NONDETERMINISTIC_FUNCTIONS = {
     "epoch_ms_now",
 }
 # Window functions whose result depends on row order when the window has no ORDER BY.
-ORDER_DEPENDENT_WINDOWS = (
-    exp.RowNumber,
-    exp.FirstValue,
-    exp.LastValue,
-    exp.NthValue,
-    exp.Lag,
-    exp.Lead,
-)
+ORDER_DEPENDENT_WINDOWS = ("RowNumber", "FirstValue", "LastValue", "NthValue", "Lag", "Lead")
 
 
 def applies(select: Sequence[str], default_selection: Sequence[str], full_refresh: bool) -> bool:
@@ -91,8 +83,13 @@ def applies(select: Sequence[str], default_selection: Sequence[str], full_refres
 def nondeterminism(sql: str | None) -> str | None:
     """Why a model's compiled SQL may give different data from one run to the next (None if it
     cannot). SQL sqlglot cannot parse counts as nondeterministic: it cannot be checked."""
+    import sqlglot
+    from sqlglot import exp
+
     if not sql:
         return "no compiled SQL"
+    nondeterministic = tuple(getattr(exp, name) for name in NONDETERMINISTIC_EXPRESSIONS)
+    order_dependent = tuple(getattr(exp, name) for name in ORDER_DEPENDENT_WINDOWS)
     try:
         statements = sqlglot.parse(sql, dialect="duckdb")
     except sqlglot.errors.SqlglotError as error:
@@ -101,13 +98,13 @@ def nondeterminism(sql: str | None) -> str | None:
         if statement is None:
             continue
         for node in statement.walk():
-            if isinstance(node, NONDETERMINISTIC_EXPRESSIONS):
+            if isinstance(node, nondeterministic):
                 return f"nondeterministic SQL: {node.sql(dialect='duckdb')[:80]}"
             if isinstance(node, exp.Anonymous) and node.name.lower() in NONDETERMINISTIC_FUNCTIONS:
                 return f"nondeterministic SQL: {node.name}()"
             if (
                 isinstance(node, exp.Window)
-                and isinstance(node.this, ORDER_DEPENDENT_WINDOWS)
+                and isinstance(node.this, order_dependent)
                 and not node.args.get("order")
             ):
                 return f"nondeterministic SQL: {node.sql(dialect='duckdb')[:80]} (no order by)"
