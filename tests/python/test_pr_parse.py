@@ -176,20 +176,24 @@ def _ephemeral_project(folder: Path) -> Path:
     return folder
 
 
-def test_a_parsed_manifest_serves_two_builds_as_if_each_had_parsed(tmp_path):
-    # dbt compiles the nodes of the manifest it runs on in place and marks the CTEs of
-    # ephemeral models as injected: a second run on the same object compiled the model without
-    # them ("__dbt__cte__numbers does not exist")
-    _ephemeral_project(tmp_path)
+def _run_on(project: Path, script: str) -> Any:
+    """Run ``script`` on the project in a fresh process; what it printed last, as JSON."""
     result = subprocess.run(
-        [sys.executable, "-c", _BUILD_TWICE, str(tmp_path)],
-        env=platform_env(tmp_path / "home"),
+        [sys.executable, "-c", script, str(project)],
+        env=platform_env(project / "home"),
         capture_output=True,
         text=True,
         timeout=300,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    first, second = json.loads(result.stdout.splitlines()[-1])
+    return json.loads(result.stdout.splitlines()[-1])
+
+
+def test_a_parsed_manifest_serves_two_builds_as_if_each_had_parsed(tmp_path):
+    # dbt compiles the nodes of the manifest it runs on in place and marks the CTEs of
+    # ephemeral models as injected: a second run on the same object compiled the model without
+    # them ("__dbt__cte__numbers does not exist")
+    first, second = _run_on(_ephemeral_project(tmp_path), _BUILD_TWICE)
     assert first == second == [["success", "OK"]], (first, second)
 
 
@@ -211,15 +215,7 @@ print(json.dumps(sorted(listed.result)))
 
 def test_the_manifest_a_build_wrote_serves_later_dbt_commands_or_is_refused(tmp_path):
     project = _ephemeral_project(tmp_path / "project")
-    result = subprocess.run(
-        [sys.executable, "-c", _LOAD_AND_LIST, str(project)],
-        env=platform_env(tmp_path / "home"),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert json.loads(result.stdout.splitlines()[-1]) == ["next_numbers", "numbers"]
+    assert _run_on(project, _LOAD_AND_LIST) == ["next_numbers", "numbers"]
     # what dbt cannot load is refused with the file's name (the caller then parses)
     written = project / "target" / "manifest.json"
     manifest = json.loads(written.read_text())
