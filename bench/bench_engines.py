@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -26,6 +27,7 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from dataops.engines.dbt_commands import engine_dbt_args  # noqa: E402
 from dataops.engines.local_postgres import LocalPostgres  # noqa: E402
+from dataops.sources.registry import load_registry  # noqa: E402
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -62,8 +64,11 @@ def tree_rss(roots: list[int]) -> int:
     return sum(_rss(pid) for pid in seen)
 
 
-def measured(args: list[str], env: dict[str, str], extra_roots: list[int]) -> tuple[float, int]:
-    """Run a command; return (seconds, peak resident bytes of it, its children and extra_roots)."""
+def measured(
+    args: list[str], env: dict[str, str], extra_roots: list[int]
+) -> tuple[float, int, str]:
+    """Run a command; return (seconds, peak resident bytes of it, its children and extra_roots,
+    its output)."""
     started = time.perf_counter()
     process = subprocess.Popen(
         args, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
@@ -85,7 +90,23 @@ def measured(args: list[str], env: dict[str, str], extra_roots: list[int]) -> tu
     elapsed = time.perf_counter() - started
     if process.returncode != 0:
         raise SystemExit(f"{' '.join(args)} failed:\n{output[-5000:]}")
-    return elapsed, peak
+    return elapsed, peak, output
+
+
+LOADED = re.compile(r"^\s+\S+\s+(\d+) files loaded\s+([\d,]+) rows", re.MULTILINE)
+
+
+def require_all_loaded(engine: str, output: str, landed: int) -> int:
+    """The rows an engine's load printed; exits unless it loaded every landed file (a file
+    left in the settle window, dataops/ingestion/landing.py, would make the build's figures
+    those of a partial sample)."""
+    counts = [(int(files), int(rows.replace(",", ""))) for files, rows in LOADED.findall(output)]
+    files, rows = sum(f for f, _ in counts), sum(r for _, r in counts)
+    if files < landed or not rows:
+        raise SystemExit(
+            f"{engine}: {files} of {landed} landed files loaded ({rows} rows):\n{output[-3000:]}"
+        )
+    return rows
 
 
 def _env(home: Path, engine: str, extra: dict[str, str]) -> dict[str, str]:
@@ -98,6 +119,7 @@ def _env(home: Path, engine: str, extra: dict[str, str]) -> dict[str, str]:
         DBT_PROFILES_DIR=str(REPO_ROOT / "profiles"),
         DBT_SEND_ANONYMOUS_USAGE_STATS="false",
         DBT_VERSION_CHECK="false",
+        DATAOPS_SETTLE_SECONDS="0",  # the generated files are complete: ingest them at once
         **extra,
     )
     return env
@@ -120,7 +142,8 @@ def main() -> None:
             [*cli, "generate", "--order-items", str(args.order_items), "--days", str(args.days)],
             cwd=REPO_ROOT, env=_env(home, "duckdb", {}), check=True, stdout=subprocess.DEVNULL,
         )
-        print(f"sample: {args.order_items:,} order items over {args.days} days")
+        landed = sum(len(t.landed_files(home / "landing")) for t in load_registry())
+        print(f"sample: {args.order_items:,} order items over {args.days} days, {landed} files")
         for engine in args.engines:
             server = LocalPostgres.start() if engine == "postgres" else None
             try:
@@ -128,13 +151,15 @@ def main() -> None:
                 roots = [_postmaster_pid(server)] if server else []
                 env = _env(home, engine, extra)
                 load = [*cli, "ingest"] if engine == "duckdb" else [*cli, "engines", "load", engine]
-                load_s, load_peak = measured(load, env, roots)
-                build_s, build_peak = measured(engine_dbt_args(engine, "build"), env, roots)
+                load_s, load_peak, output = measured(load, env, roots)
+                rows = require_all_loaded(engine, output, landed)
+                build_s, build_peak, _ = measured(engine_dbt_args(engine, "build"), env, roots)
             finally:
                 if server:
                     server.stop()
             print(
-                f"{engine:<9} load {load_s:7.1f} s (peak {load_peak / 2**20:6.0f} MiB)   "
+                f"{engine:<9} load {load_s:7.1f} s (peak {load_peak / 2**20:6.0f} MiB, "
+                f"{rows:,} rows)   "
                 f"dbt build {build_s:7.1f} s (peak {build_peak / 2**20:6.0f} MiB)"
             )
 
