@@ -37,6 +37,7 @@ from typing import Any
 
 from dataops.core.fingerprint import stat_fingerprint
 from dataops.dbt.runner import QUIET_ENV, invoke
+from dataops.dbt.templates import warm_templates
 
 # What dbt parses: these files, and the folders dbt_project.yml names (model-paths, ...).
 PROJECT_FILES = ("dbt_project.yml", "packages.yml", "dependencies.yml", "selectors.yml")
@@ -128,7 +129,8 @@ def _key(project_dir: Path, profiles_dir: Path, target: str) -> tuple[Path, Path
 
 def preload(project_dir: Path, profiles_dir: Path, target: str) -> PreloadedProject:
     """Parse the project now (from the prepared ``partial_parse.msgpack``, as a new dbt process
-    would; in a scratch target folder, so the prepared artefacts are left as they are)."""
+    would; in a scratch target folder, so the prepared artefacts are left as they are), and
+    compile the templates of the macros a command will call (dataops/dbt/templates.py)."""
     key = _key(project_dir, profiles_dir, target)
     fingerprint = project_fingerprint(key[0])
     prepared = Path(os.environ.get("DBT_TARGET_PATH", "target"))
@@ -152,6 +154,7 @@ def preload(project_dir: Path, profiles_dir: Path, target: str) -> PreloadedProj
         shutil.rmtree(scratch, ignore_errors=True)
     if not result.success:
         raise RuntimeError(f"dbt parse of {key[0]} (target {target}) failed: {result.exception}")
+    warm_templates(result.result)  # the macros' templates too, while this process waits
     project = PreloadedProject(key[0], key[1], target, result.result, fingerprint)
     _PRELOADED[key] = project
     return project
