@@ -35,6 +35,16 @@ SCRIPTS = {
 }
 
 
+def _default_signals() -> None:
+    """Start the script as a CI step or a terminal would: INT, TERM and HUP at their defaults.
+    This test process may not have them so: a pytest started in the background ignores INT, and
+    Dagster's in-process execution (an earlier test in the same worker) copies INT's handler onto
+    TERM (dagster._utils.interrupts), so TERM was ignored too and make, which keeps an inherited
+    ignored signal ignored, never passed `kill PID` on."""
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_DFL)
+
+
 @pytest.fixture(scope="module")
 def home(tmp_path_factory) -> Path:
     """A platform home whose dbt target holds a prepared manifest (make ui re-checks it)."""
@@ -86,6 +96,7 @@ def test_make_ui_stops_on_int_and_term(home: Path, tmp_path: Path, started: str,
         env=env,
         stdin=subprocess.DEVNULL,
         start_new_session=True,
+        preexec_fn=_default_signals,
     )
     try:
 
